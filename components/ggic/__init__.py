@@ -1,0 +1,3 @@
+"""ggic: Greengrass V2 edge image classification components."""
+
+__version__ = "1.0.0"
