@@ -1,0 +1,42 @@
+"""``ggic``: one entry point for the components, local tools and the local runtime."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .runtime_support import configure_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .classifier.cli import add_classifier_parser, add_classify_parser
+    from .requester.cli import add_requester_parser
+
+    parser = argparse.ArgumentParser(
+        prog="ggic",
+        description="Greengrass V2 edge image classification: components, tools, local runtime.",
+    )
+    parser.add_argument("--version", action="version", version=f"ggic {__version__}")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_classifier_parser(subparsers)
+    add_requester_parser(subparsers)
+    add_classify_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 2
+    configure_logging(args.log_level)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
