@@ -1,0 +1,98 @@
+"""Preprocessing of each profile equals a straightforward numpy reference on real photos."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from ggic.classifier.preprocess import preprocess
+from ggic.classifier.profiles import AUTO_DEFAULTS, BUILTIN_PROFILES, ModelProfile
+
+
+def bilinear(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Bilinear resampling with pixel centres at +0.5 (OpenCV's convention), in float64."""
+    in_h, in_w = image.shape[:2]
+
+    def axis(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+        pos = np.clip(pos, 0, n_in - 1)
+        low = np.floor(pos).astype(int)
+        high = np.minimum(low + 1, n_in - 1)
+        return low, high, pos - low
+
+    y0, y1, fy = axis(out_h, in_h)
+    x0, x1, fx = axis(out_w, in_w)
+    img = image.astype(np.float64)
+    top = img[y0][:, x0] * (1 - fx)[None, :, None] + img[y0][:, x1] * fx[None, :, None]
+    bottom = img[y1][:, x0] * (1 - fx)[None, :, None] + img[y1][:, x1] * fx[None, :, None]
+    return top * (1 - fy)[:, None, None] + bottom * fy[:, None, None]
+
+
+def reference(bgr: np.ndarray, profile: ModelProfile) -> np.ndarray:
+    height, width = bgr.shape[:2]
+    out_h, out_w = profile.size
+    if profile.resize == "stretch":
+        new_h, new_w = out_h, out_w
+    else:
+        short = profile.resize_short or round(min(profile.size) / 0.875)
+        if width <= height:
+            new_w, new_h = short, int(short * height / width)
+        else:
+            new_h, new_w = short, int(short * width / height)
+    resized = bilinear(bgr, new_h, new_w)
+    top, left = int(round((new_h - out_h) / 2)), int(round((new_w - out_w) / 2))
+    crop = resized[top:top + out_h, left:left + out_w]
+    if profile.channel_order == "RGB":
+        crop = crop[:, :, ::-1]
+    x = (crop * profile.scale - np.array(profile.mean)) / np.array(profile.std)
+    if profile.layout == "NCHW":
+        x = x.transpose(2, 0, 1)
+    return x[None]
+
+
+PROFILES = {
+    **BUILTIN_PROFILES,
+    "auto-nchw": AUTO_DEFAULTS.with_discovered("x", "NCHW", (224, 224)),
+    "stretch-bgr-nhwc": dataclasses.replace(
+        AUTO_DEFAULTS, name="custom", resize="stretch", channel_order="BGR"
+    ).with_discovered("x", "NHWC", (160, 192)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_profile_matches_numpy_reference_on_real_photos(name, photos):
+    profile = PROFILES[name]
+    gain = profile.scale / min(profile.std)  # one 8-bit level in tensor units
+    for photo in photos:
+        bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+        got = preprocess(bgr, profile)
+        want = reference(bgr, profile)
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        assert got.shape == want.shape
+        diff = np.abs(got - want)
+        # OpenCV resizes uint8 in fixed point and rounds: at most about one level off.
+        assert diff.max() <= 1.01 * gain, (photo.name, diff.max())
+        assert diff.mean() <= 0.3 * gain, (photo.name, diff.mean())
+
+
+def test_reference_catches_a_swapped_channel_order(photos):
+    """The check above can fail: BGR fed where RGB is expected is far off."""
+    profile = BUILTIN_PROFILES["neo-vgg16"]
+    swapped = dataclasses.replace(profile, channel_order="BGR")
+    bgr = cv2.imread(str(photos[0]), cv2.IMREAD_COLOR)
+    assert np.abs(preprocess(bgr, swapped) - reference(bgr, profile)).mean() > 0.1
+
+
+def test_shapes_per_layout(photos):
+    bgr = cv2.imread(str(photos[0]))
+    assert preprocess(bgr, BUILTIN_PROFILES["modelstore-resnet50"]).shape == (1, 224, 224, 3)
+    assert preprocess(bgr, BUILTIN_PROFILES["neo-vgg16"]).shape == (1, 3, 224, 224)
+
+
+def test_modelstore_profile_feeds_raw_rgb_pixels(photos):
+    bgr = cv2.imread(str(photos[0]))
+    x = preprocess(bgr, BUILTIN_PROFILES["modelstore-resnet50"])
+    assert x.min() >= 0 and x.max() <= 255 and x.max() > 128
