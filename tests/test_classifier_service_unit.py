@@ -1,0 +1,289 @@
+"""Unit tests of the classifier service's own logic, with an IPC double (pytest-mock)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ggic.classifier.pipeline import PreparedInput
+from ggic.classifier.service import ClassifierService
+from ggic.ipc import IpcClient, IpcError
+from ggic.messages import ClassificationError, ErrorCode, Prediction
+
+ACCESS = {"aws.greengrass.ipc.pubsub": {"c:pubsub:1": {
+    "operations": ["aws.greengrass#PublishToTopic"], "resources": ["local/result", "replies/*"]}}}
+
+
+class FakeInfo:
+    def summary(self) -> dict[str, str]:
+        return {"name": "fake", "profile": "fake"}
+
+
+class FakePipeline:
+    """Stands in for ClassificationPipeline; records which threads did what."""
+
+    def __init__(self, infer_gate: threading.Event | None = None) -> None:
+        self.info = FakeInfo()
+        self.infer_gate = infer_gate
+        self.prepare_threads: list[str] = []
+        self.infer_threads: list[str] = []
+        self.events: list[str] = []
+        self.lock = threading.Lock()
+
+    def prepare(self, source, limits) -> PreparedInput:
+        with self.lock:
+            self.prepare_threads.append(threading.current_thread().name)
+            self.events.append(f"prepare {source.path}")
+        if source.path.endswith("missing.jpg"):
+            raise ClassificationError(ErrorCode.IMAGE_NOT_FOUND, f"{source.path} does not exist")
+        return PreparedInput(np.zeros(1), {"load": 1.0, "preprocess": 1.0})
+
+    def infer(self, prepared) -> np.ndarray:
+        with self.lock:
+            self.infer_threads.append(threading.current_thread().name)
+            self.events.append("infer")
+        if self.infer_gate is not None:
+            assert self.infer_gate.wait(10), "test gate never opened"
+        prepared.timing_ms["inference"] = 1.0
+        return np.array([0.1, 0.6, 0.3])
+
+    def predictions(self, scores, k, threshold) -> list[Prediction]:
+        order = np.argsort(-scores)[:k]
+        return [Prediction(f"c{i}", int(i), float(scores[i])) for i in order
+                if scores[i] >= threshold]
+
+
+class Harness:
+    def __init__(self, mocker, config: dict[str, Any], pipeline: FakePipeline | None = None,
+                 load_error: Exception | None = None) -> None:
+        self.config = dict(config)
+        self.published: list[tuple[str, dict]] = []
+        self.cond = threading.Condition()
+        self.handlers: dict[str, Any] = {}
+        self.config_handler = None
+        self.ipc = mocker.Mock(spec=IpcClient)
+        self.ipc.get_configuration.side_effect = lambda *a, **k: dict(self.config)
+        self.ipc.subscribe.side_effect = self._subscribe
+        self.ipc.subscribe_configuration.side_effect = self._subscribe_config
+        self.ipc.publish.side_effect = self._publish
+        self.pipeline = pipeline or FakePipeline()
+
+        def loader(cfg):
+            if load_error is not None:
+                raise load_error
+            return self.pipeline
+
+        self.service = ClassifierService(self.ipc, model_loader=loader)
+
+    def _subscribe(self, topic, handler, on_error=None):
+        self.handlers[topic] = handler
+        return mocker_sub()
+
+    def _subscribe_config(self, on_update, key_path=()):
+        self.config_handler = on_update
+        return mocker_sub()
+
+    def _publish(self, topic, message):
+        with self.cond:
+            self.published.append((topic, message))
+            self.cond.notify_all()
+
+    def send(self, message, topic="local/inference"):
+        self.handlers[topic](topic, message)
+
+    def wait_results(self, n: int, timeout: float = 5.0) -> list[tuple[str, dict]]:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(self.published) < n:
+                left = deadline - time.monotonic()
+                assert left > 0, f"only {len(self.published)} of {n} results: {self.published}"
+                self.cond.wait(left)
+            return list(self.published)
+
+    def by_id(self) -> dict[str, dict]:
+        return {m["request_id"]: m for _, m in self.published}
+
+
+class _Sub:
+    def close(self) -> None:
+        pass
+
+
+def mocker_sub() -> _Sub:
+    return _Sub()
+
+
+@pytest.fixture
+def harness(mocker):
+    made = []
+
+    def make(config=None, **kwargs) -> Harness:
+        h = Harness(mocker, {"accessControl": ACCESS, **(config or {})}, **kwargs)
+        h.service.start()
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.service.shutdown()
+
+
+def test_valid_request_gets_one_ok_result(harness):
+    h = harness({"TopK": "2"})
+    h.send({"request_id": "a", "image_path": "/img/cat.jpg"})
+    (topic, result), = h.wait_results(1)
+    assert topic == "local/result"
+    assert result["status"] == "ok" and result["request_id"] == "a"
+    assert [p["class_id"] for p in result["predictions"]] == [1, 2]
+    assert set(result["timing_ms"]) >= {"load", "preprocess", "inference", "total"}
+    h.ipc.update_state.assert_called_with("RUNNING")
+
+
+def test_bad_requests_get_typed_errors_and_the_service_keeps_answering(harness):
+    h = harness()
+    h.send(b"\xff not json")
+    h.send({"request_id": "b", "image_path": "relative.jpg"})
+    h.send({"request_id": "c", "image_path": "/img/missing.jpg"})
+    h.send({"request_id": "d", "image_path": "/img/ok.jpg"})
+    results = h.wait_results(4)
+    by_id = h.by_id()
+    assert by_id["b"]["error"]["code"] == "INVALID_REQUEST"
+    assert by_id["c"]["error"]["code"] == "IMAGE_NOT_FOUND"
+    assert by_id["d"]["status"] == "ok"
+    anonymous = [m for _, m in results if m["request_id"] not in "bcd"]
+    assert anonymous[0]["error"]["code"] == "INVALID_REQUEST"
+
+
+def test_reply_to_is_honoured_only_where_the_policy_allows(harness):
+    h = harness()
+    h.send({"request_id": "ok", "image_path": "/a.jpg", "reply_to": "replies/me"})
+    h.send({"request_id": "no", "image_path": "/a.jpg", "reply_to": "elsewhere"})
+    h.wait_results(2)
+    topics = {m["request_id"]: t for t, m in h.published}
+    assert topics == {"ok": "replies/me", "no": "local/result"}
+    assert h.by_id()["no"]["error"]["code"] == "INVALID_REQUEST"
+
+
+def test_full_queue_answers_busy_and_loses_nothing(harness):
+    gate = threading.Event()
+    h = harness({"QueueSize": "1", "Workers": "1"}, pipeline=FakePipeline(infer_gate=gate))
+    n = 8
+    for i in range(n):
+        h.send({"request_id": f"r{i}", "image_path": f"/img/{i}.jpg"})
+    busy = h.wait_results(1)  # while inference is blocked, the overflow is refused at once
+    assert all(m["error"]["code"] == "BUSY" for _, m in busy)
+    gate.set()
+    h.wait_results(n)
+    codes = [m.get("error", {}).get("code", "ok") for _, m in h.published]
+    assert len(h.by_id()) == n  # exactly one result per request
+    assert codes.count("ok") >= 1 and codes.count("BUSY") >= 1
+    assert set(codes) <= {"ok", "BUSY"}
+
+
+def test_inference_runs_on_one_thread_never_on_the_callback(harness):
+    h = harness({"Workers": "2"})
+    callers = []
+    for i in range(6):
+        callers.append(threading.current_thread().name)
+        h.send({"request_id": f"r{i}", "image_path": f"/img/{i}.jpg"})
+    h.wait_results(6)
+    assert set(h.pipeline.infer_threads) == {"ggic-inference"}
+    assert not set(h.pipeline.prepare_threads) & set(callers)
+
+
+def test_preprocessing_of_the_next_request_overlaps_inference(harness):
+    gate = threading.Event()
+    h = harness({"Workers": "1"}, pipeline=FakePipeline(infer_gate=gate))
+    h.send({"request_id": "first", "image_path": "/img/1.jpg"})
+    h.send({"request_id": "second", "image_path": "/img/2.jpg"})
+    deadline = time.monotonic() + 5
+    while len(h.pipeline.events) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # while the first inference is blocked, the second image has been prepared
+    try:
+        assert sorted(h.pipeline.events) == ["infer", "prepare /img/1.jpg", "prepare /img/2.jpg"]
+        assert h.published == []
+    finally:
+        gate.set()
+    h.wait_results(2)
+
+
+def test_live_topk_update_and_invalid_update_refused(harness, caplog):
+    h = harness({"TopK": "1", "ScoreThreshold": "0"})
+    h.send({"request_id": "a", "image_path": "/a.jpg"})
+    h.wait_results(1)
+    h.config["TopK"] = "3"
+    h.service.apply_config_update()
+    h.send({"request_id": "b", "image_path": "/a.jpg"})
+    h.wait_results(2)
+    h.config["TopK"] = "lots"
+    with caplog.at_level(logging.ERROR):
+        h.service.apply_config_update()
+    assert "refused configuration update: TopK must be an integer" in caplog.text
+    h.send({"request_id": "c", "image_path": "/a.jpg"})
+    h.wait_results(3)
+    sizes = {k: len(v["predictions"]) for k, v in h.by_id().items()}
+    assert sizes == {"a": 1, "b": 3, "c": 3}
+
+
+def test_model_load_failure_reports_errored_and_answers_model_error(harness, caplog):
+    from ggic.classifier.model_files import ModelLoadError
+
+    with caplog.at_level(logging.ERROR):
+        h = harness(load_error=ModelLoadError("ModelDir /nope does not exist: set ModelDir"))
+    h.ipc.update_state.assert_called_with("ERRORED")
+    assert "set ModelDir" in caplog.text
+    h.send({"request_id": "x", "image_path": "/a.jpg"})
+    (_, result), = h.wait_results(1)
+    assert result["error"]["code"] == "MODEL_ERROR"
+    assert "/nope" in result["error"]["message"]
+
+
+def test_shutdown_answers_accepted_requests_then_refuses_new_ones(harness):
+    gate = threading.Event()
+    h = harness(pipeline=FakePipeline(infer_gate=gate))
+    for i in range(3):
+        h.send({"request_id": f"r{i}", "image_path": f"/img/{i}.jpg"})
+    stopper = threading.Thread(target=h.service.shutdown)
+    stopper.start()
+    time.sleep(0.1)
+    h.send({"request_id": "late", "image_path": "/img/late.jpg"})
+    gate.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    by_id = h.by_id()
+    assert {k: v["status"] for k, v in by_id.items() if k != "late"} == {
+        "r0": "ok", "r1": "ok", "r2": "ok"}
+    assert by_id["late"]["error"]["code"] == "UNAVAILABLE"
+
+
+def test_publish_failures_are_retried_then_logged(harness, caplog):
+    h = harness()
+    calls = []
+
+    def flaky(topic, message):
+        calls.append(topic)
+        if len(calls) < 2:
+            raise IpcError("ServiceError", "transient")
+        h._publish(topic, message)
+
+    h.ipc.publish.side_effect = flaky
+    h.send({"request_id": "a", "image_path": "/a.jpg"})
+    h.wait_results(1)
+    assert len(calls) == 2
+
+
+def test_iot_core_publish_when_enabled(harness):
+    h = harness({"PublishToIoTCore": "true", "IoTCoreTopic": "ml/results"})
+    h.send({"request_id": "a", "image_path": "/a.jpg"})
+    h.wait_results(1)
+    deadline = time.monotonic() + 5
+    while not h.ipc.publish_to_iot_core.called and time.monotonic() < deadline:
+        time.sleep(0.01)
+    topic, payload = h.ipc.publish_to_iot_core.call_args[0]
+    assert topic == "ml/results" and payload["request_id"] == "a"
