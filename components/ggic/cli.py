@@ -11,6 +11,7 @@ from .runtime_support import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .build_cli import add_build_parser
     from .classifier.cli import add_classifier_parser, add_classify_parser
     from .requester.cli import add_requester_parser
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_classifier_parser(subparsers)
     add_requester_parser(subparsers)
     add_classify_parser(subparsers)
+    add_build_parser(subparsers)
     return parser
 
 
