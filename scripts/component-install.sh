@@ -62,9 +62,15 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))'; then
     echo "ggic needs Python 3.9 or newer as $python (set GGIC_PYTHON to another interpreter)" >&2
     exit 1
 fi
-[ -L "$venv" ] && rm -f "$venv"
+if [ -L "$venv" ]; then rm -f "$venv"; fi
 as_owner "$python" -m venv "$venv"
+# Artifacts are read-only for the component's user and pip builds in the source tree:
+# install from a private copy.
+source_copy=$work/.ggic-source
+rm -rf "$source_copy"
+as_owner cp -R "$artifact" "$source_copy"
 as_owner "$venv/bin/python" -m pip install --disable-pip-version-check --no-cache-dir \
-    --quiet "$artifact"
+    --quiet "$source_copy"
+rm -rf "$source_copy"
 as_owner sh -c 'printf "%s" "$1" > "$2"' sh "$artifact" "$marker"
 echo "installed ggic into $venv"
