@@ -178,7 +178,7 @@ def write_modelstore_like(
     probabilities: bool = False,
 ) -> TestNet:
     """Write a ModelStore-ResNet-50-like model into ``out_dir`` (the model directory)."""
-    _check_size(size)
+    _check_args(size, num_classes)
     rng = np.random.default_rng([seed, 1])
     mean = (np.array(IMAGENET_MEAN) * 255).astype(np.float32)
     std = (np.array(IMAGENET_STD) * 255).astype(np.float32)
@@ -254,7 +254,7 @@ def write_neo_like(
 
     The labels go to ``out_dir/imagenet_class_index.json``, outside the model directory.
     """
-    _check_size(size)
+    _check_args(size, num_classes)
     rng = np.random.default_rng([seed, 2])
     features = GRID * GRID * 3
     w1 = _normal(rng, (HIDDEN, features), 1.0 / math.sqrt(features))
@@ -328,6 +328,8 @@ def write_custom_probabilities_net(
     return writers[kind](out_dir, probabilities=True, **kwargs)  # type: ignore[arg-type]
 
 
-def _check_size(size: int) -> None:
+def _check_args(size: int, num_classes: int) -> None:
     if int(size) < GRID:
         raise ValueError(f"size must be at least {GRID}, got {size}")
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
