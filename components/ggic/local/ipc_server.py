@@ -288,6 +288,10 @@ class IpcServer:
 
         return self._nucleus.broker.add(Subscription(topic_filter, deliver))
 
+    def subscription_count(self) -> int:
+        """Open subscriptions: components' SubscribeToTopic streams plus server-side ones."""
+        return self._nucleus.broker.subscription_count()
+
     # --- MQTT proxy ---------------------------------------------------------------------------
 
     @property
