@@ -91,6 +91,27 @@ class Outgoing:
 _STOP = object()
 
 
+class RateLimitedCounter:
+    """Counts an event and logs the count at most once per ``interval`` seconds, so an
+    overload does not also flood the log."""
+
+    def __init__(self, message: str, interval: float = 5.0) -> None:
+        self.message = message
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._count = 0
+        self._since = time.monotonic()
+
+    def note(self) -> None:
+        with self._lock:
+            self._count += 1
+            elapsed = time.monotonic() - self._since
+            if self._count == 1 or elapsed >= self.interval:
+                log.warning(self.message, self._count, max(elapsed, 0.0))
+                self._count = 0
+                self._since = time.monotonic()
+
+
 class ClassifierService:
     def __init__(
         self,
@@ -119,6 +140,9 @@ class ClassifierService:
         self._request_sub: Subscription | None = None
         self._config_sub: Subscription | None = None
         self.answered = 0
+        self._busy_log = RateLimitedCounter(
+            "refused %d requests as BUSY in the last %.0f s: the queue (QueueSize) was full; "
+            "raise QueueSize or Workers, or send fewer requests")
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -218,6 +242,7 @@ class ClassifierService:
         try:
             self._work.put_nowait(job)
         except queue.Full:
+            self._busy_log.note()
             self._send(reply_topic, ClassificationResult.failure(
                 request.request_id, ErrorCode.BUSY,
                 f"{self._work.qsize()} requests are waiting (QueueSize {config.queue_size}); "
