@@ -292,12 +292,12 @@ def test_stride2_convolutions_pad_the_tensorflow_way(tmp_path: Path) -> None:
         y = g.op(f"dw{i}", "ggic_effnet_dw_s2_relu6",
                  [xin, g.param(f"w{i}", w), g.param(f"b{i}", b)], (1, sp.out_size, sp.out_size, c))
         outputs.append((f"x{i}", x, y))
-    # the stem kernel too: a dense 3x3 stride-2 convolution, 3 -> 20 channels
-    xs = rng.uniform(-1, 1, (1, 12, 12, 3)).astype(np.float32)
-    ws = rng.uniform(-1, 1, (3, 3, 3, 20)).astype(np.float32)
-    bs = rng.uniform(0, 1, 20).astype(np.float32)
+    # the stem kernel too: a dense 3x3 stride-2 convolution, 3 -> 40 channels, 40 -> 20 pixels
+    xs = rng.uniform(-1, 1, (1, 40, 40, 3)).astype(np.float32)
+    ws = rng.uniform(-1, 1, (3, 3, 3, 40)).astype(np.float32)
+    bs = rng.uniform(0, 1, 40).astype(np.float32)
     stem = g.op("stem", "ggic_effnet_stem_s2_relu6",
-                [g.input("xs", xs.shape), g.param("ws", ws), g.param("bs", bs)], (1, 6, 6, 20))
+                [g.input("xs", xs.shape), g.param("ws", ws), g.param("bs", bs)], (1, 20, 20, 40))
     g.output(*(y for _, _, y in outputs), stem)
     write_model_dir(tmp_path / "pad", g, KERNEL_SOURCES, openmp=True,
                     extra_flags=["-march=native"])
@@ -309,9 +309,9 @@ def test_stride2_convolutions_pad_the_tensorflow_way(tmp_path: Path) -> None:
         np.testing.assert_allclose(got[0], want, atol=1e-4, err_msg=str(case))
         if case[0] % 2 == 0:  # even size: TF pads one pixel more at the end; symmetric differs
             assert np.abs(got[0] - sym).max() > 1e-2, case
-    padded = np.pad(xs[0].astype(np.float64), ((0, 1), (0, 1), (0, 0)))  # 12 -> 6: pad 0 / 1
-    want = np.zeros((6, 6, 20)) + bs
+    padded = np.pad(xs[0].astype(np.float64), ((0, 1), (0, 1), (0, 0)))  # 40 -> 20: pad 0 / 1
+    want = np.zeros((20, 20, 40)) + bs
     for ky in range(3):
         for kx in range(3):
-            want += padded[ky : ky + 12 : 2, kx : kx + 12 : 2] @ ws[ky, kx]
+            want += padded[ky : ky + 40 : 2, kx : kx + 40 : 2] @ ws[ky, kx]
     np.testing.assert_allclose(results[-1][0], np.clip(want, 0, 6), atol=1e-4)

@@ -65,15 +65,66 @@ static void stem_pixel_scalar(const ConvArgs* a, int64_t oy, int64_t ox, int64_t
   }
 }
 
-static void stem_rows(const ConvArgs* a, int64_t oy0, int64_t oy1) {
-  for (int64_t oy = oy0; oy < oy1; ++oy)
-    for (int64_t ox = 0; ox < a->OW; ++ox) {
-      int64_t c = 0;
-      for (; c + 2 * GGIC_VL <= a->CO; c += 2 * GGIC_VL) stem_pixel_2(a, oy, ox, c);
-      for (; c + GGIC_VL <= a->CO; c += GGIC_VL) stem_pixel_1(a, oy, ox, c);
-      for (; c + GGIC_HL <= a->CO; c += GGIC_HL) stem_pixel_h(a, oy, ox, c);
-      if (c < a->CO) stem_pixel_scalar(a, oy, ox, c);
+/* GGIC_MR horizontally adjacent output pixels whose taps all lie inside the input row-wise
+ * (kx range complete), output channels [c0, c0 + 2 vectors): for each kernel row the taps
+ * (kx, ci) of a pixel are k*CI contiguous floats, so this is a small register-blocked matrix
+ * product like the pointwise micro-kernel (x rows at a stride of stride*CI). */
+static inline __attribute__((always_inline)) void stem_tile(const ConvArgs* a, int64_t oy,
+                                                            int64_t ox, int64_t c0, int ky0,
+                                                            int ky1) {
+  const int64_t iy0 = oy * a->stride - a->top, ix0 = ox * a->stride - a->left;
+  const int64_t taps = a->k * a->CI, ldx = a->stride * a->CI, CO = a->CO;
+  vf acc[GGIC_MR][2];
+  GGIC_UNROLL for (int j = 0; j < 2; ++j) {
+    vf b0 = vf_load(a->bias + c0 + j * GGIC_VL);
+    GGIC_UNROLL for (int r = 0; r < GGIC_MR; ++r) acc[r][j] = b0;
+  }
+  for (int ky = ky0; ky < ky1; ++ky) {
+    const float* xr = a->x + ((iy0 + ky) * a->W + ix0) * a->CI;
+    const float* wr = a->w + (int64_t)ky * taps * CO + c0;
+    for (int64_t t = 0; t < taps; ++t) {
+      vf w0 = vf_load(wr + t * CO), w1 = vf_load(wr + t * CO + GGIC_VL);
+      GGIC_UNROLL for (int r = 0; r < GGIC_MR; ++r) {
+        vf xv = vf_splat(xr[r * ldx + t]);
+        acc[r][0] += xv * w0;
+        acc[r][1] += xv * w1;
+      }
     }
+  }
+  float* yp = a->y + (oy * a->OW + ox) * CO + c0;
+  GGIC_UNROLL for (int r = 0; r < GGIC_MR; ++r) {
+    vf_store(yp + r * CO, vf_relu6(acc[r][0]));
+    vf_store(yp + r * CO + GGIC_VL, vf_relu6(acc[r][1]));
+  }
+}
+
+static void stem_pixel(const ConvArgs* a, int64_t oy, int64_t ox, int64_t c) {
+  for (; c + 2 * GGIC_VL <= a->CO; c += 2 * GGIC_VL) stem_pixel_2(a, oy, ox, c);
+  for (; c + GGIC_VL <= a->CO; c += GGIC_VL) stem_pixel_1(a, oy, ox, c);
+  for (; c + GGIC_HL <= a->CO; c += GGIC_HL) stem_pixel_h(a, oy, ox, c);
+  if (c < a->CO) stem_pixel_scalar(a, oy, ox, c);
+}
+
+static void stem_rows(const ConvArgs* a, int64_t oy0, int64_t oy1) {
+  /* output columns whose taps are all inside the input: [x_lo, x_hi) */
+  int64_t x_lo = (a->left + a->stride - 1) / a->stride;
+  int64_t x_hi = a->W - a->k + a->left >= 0 ? (a->W - a->k + a->left) / a->stride + 1 : 0;
+  if (x_hi > a->OW) x_hi = a->OW;
+  if (x_lo > x_hi) x_lo = x_hi;
+  const int64_t tiled_co = a->CO - a->CO % (2 * GGIC_VL);
+  for (int64_t oy = oy0; oy < oy1; ++oy) {
+    const int64_t iy0 = oy * a->stride - a->top;
+    const int ky0 = iy0 < 0 ? (int)-iy0 : 0;
+    const int ky1 = iy0 + a->k > a->H ? (int)(a->H - iy0) : a->k;
+    int64_t ox = 0;
+    for (; ox < x_lo; ++ox) stem_pixel(a, oy, ox, 0);
+    for (; ox + GGIC_MR <= x_hi; ox += GGIC_MR) {
+      for (int64_t c = 0; c < tiled_co; c += 2 * GGIC_VL) stem_tile(a, oy, ox, c, ky0, ky1);
+      if (tiled_co < a->CO)
+        for (int64_t p = 0; p < GGIC_MR; ++p) stem_pixel(a, oy, ox + p, tiled_co);
+    }
+    for (; ox < a->OW; ++ox) stem_pixel(a, oy, ox, 0);
+  }
 }
 
 static int same_pad_before(int64_t in, int64_t out, int k, int stride) {
