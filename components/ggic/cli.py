@@ -12,7 +12,7 @@ from .runtime_support import configure_logging
 
 def build_parser() -> argparse.ArgumentParser:
     from .build_cli import add_build_parser
-    from .classifier.cli import add_classifier_parser, add_classify_parser
+    from .classifier.cli import add_classifier_parser, add_classify_parser, add_tensor_parser
     from .requester.cli import add_requester_parser
 
     parser = argparse.ArgumentParser(
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_classifier_parser(subparsers)
     add_requester_parser(subparsers)
     add_classify_parser(subparsers)
+    add_tensor_parser(subparsers)
     add_build_parser(subparsers)
     return parser
 
@@ -36,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 2
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, to_stdout=getattr(args, "component", False))
     return int(args.handler(args) or 0)
 
 

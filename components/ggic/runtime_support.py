@@ -10,10 +10,20 @@ from typing import Callable
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Log to stdout: Greengrass copies a component's stdout into its log as INFO lines
-    (and stderr as WARN), so the level stays visible in the message itself."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stdout, force=True)
+def configure_logging(level: str = "INFO", *, to_stdout: bool = False) -> None:
+    """Log lines with their level to stderr, or to stdout for a long-running component:
+    Greengrass copies a component's stdout into its log as INFO lines and stderr as WARN, so
+    components log to stdout and keep the real level in the message. Tools log to stderr so
+    their stdout (tables, JSON lines) stays clean."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "ggic", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout if to_stdout else sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.ggic = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
 
 
 def install_stop_signals(stop: Callable[[], None]) -> None:

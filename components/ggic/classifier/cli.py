@@ -33,7 +33,7 @@ def add_classifier_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_config_flags(parser, ClassifierConfig)
-    parser.set_defaults(handler=run_classifier_command)
+    parser.set_defaults(handler=run_classifier_command, component=True)
 
 
 def run_classifier_command(args: argparse.Namespace) -> int:
@@ -108,3 +108,51 @@ def format_result_line(name: str, result) -> str:  # noqa: ANN001 - Classificati
     top = ", ".join(f"{p.label} ({p.score:.3f})" for p in result.predictions)
     top = top or "(nothing above the threshold)"
     return f"{name}: {top}  [inference {result.timing_ms.get('inference', 0):.1f} ms]"
+
+
+def add_tensor_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "tensor",
+        help="convert an image into a preprocessed .npy tensor (for tensor_path requests)",
+        description=(
+            "Decode and preprocess an image exactly as the classifier would for a profile and "
+            "save the model input as .npy, the format tensor_path requests take (the Neo/VGG16 "
+            "sample's format). Give --model-dir to complete the profile from the model."
+        ),
+    )
+    parser.add_argument("image", type=Path, help="the image to convert")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the .npy to write")
+    parser.add_argument("--model-profile", default="neo-vgg16",
+                        help="profile name or JSON object (default: neo-vgg16)")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="read input name, layout and size from this model")
+    parser.set_defaults(handler=run_tensor_command)
+
+
+def run_tensor_command(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..config import model_profile_value
+    from .decode import decode_image
+    from .model import complete_profile, resolve_input
+    from .model_files import find_model_files, read_signature
+    from .preprocess import preprocess
+    from .profiles import resolve_profile
+
+    try:
+        profile = resolve_profile(model_profile_value(args.model_profile))
+        if args.model_dir is not None:
+            signature = read_signature(find_model_files(args.model_dir))
+            profile = complete_profile(profile, resolve_input(signature, profile))
+        if profile.size is None or profile.layout is None:
+            raise ConfigError([f"profile {profile.name} leaves the input size open: "
+                               "give --model-dir"])
+        image = decode_image(args.image.read_bytes(), max_pixels=1_000_000_000,
+                             what=str(args.image))
+    except (ConfigError, ModelLoadError, ClassificationError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    tensor = preprocess(image, profile)
+    np.save(args.output, tensor)
+    print(f"{args.output}: {list(tensor.shape)} float32 for {profile.describe()}")
+    return 0

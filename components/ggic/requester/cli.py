@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..cli_options import add_config_flags, config_overrides
 from ..config import ConfigError, RequesterConfig
-from ..runtime_support import install_stop_signals
+from ..runtime_support import configure_logging, install_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,12 @@ def add_requester_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-ipc-config", action="store_true",
                         help="ignore the component configuration; use defaults and flags only")
     add_config_flags(parser, RequesterConfig)
-    parser.set_defaults(handler=run_requester_command)
+    parser.set_defaults(handler=run_requester_command, component=True)
 
 
 def run_requester_command(args: argparse.Namespace) -> int:
+    if args.once or args.images:
+        configure_logging(args.log_level)  # a one-shot tool: keep stdout for results
     from ..ipc import IpcClient, connect_error_hint
     from .service import RequesterService
 
