@@ -11,13 +11,14 @@
  *
  * The stride is part of the kernel name (s1, s2); the kernel checks the shapes agree.
  *
- * Vectorised over channels (contiguous in NHWC); the channel loop is blocked by 4 vectors so a
- * block of w (k*k*4 vectors) stays in L1 while a row of outputs is computed. Output rows are
- * split between the cores.
+ * Vectorised over channels (contiguous in NHWC), in blocks of 2 vectors whose k*k weights stay
+ * in L1 while the rows are computed; interior pixels go DW_PX at a time (one weight load per
+ * tap for all of them, independent accumulator chains), border pixels one at a time with the
+ * taps clipped. Output rows are split between the cores.
  */
 #include "efficientnet_common.h"
 
-#define DW_CB (4 * GGIC_VL) /* channels per block */
+#define DW_PX 4 /* output pixels per interior tile */
 
 typedef struct {
   const float* x;
@@ -28,25 +29,22 @@ typedef struct {
   int k, stride, top, left, act;
 } DwArgs;
 
-/* One output row, channels [c0, c0 + NV*VL) with NV vectors (or a half vector). */
-#define DW_ROW(NAME, VT, LOAD, STORE, RELU, W_, NV)                                         \
-  static inline __attribute__((always_inline)) void NAME(const DwArgs* a, int64_t oy,      \
-                                                         int64_t c0) {                     \
-    const int64_t iy0 = oy * a->stride - a->top;                                            \
-    const int ky0 = iy0 < 0 ? (int)-iy0 : 0;                                                \
-    const int ky1 = iy0 + a->k > a->H ? (int)(a->H - iy0) : a->k;                           \
-    const int64_t C = a->C, k = a->k;                                                       \
-    VT bias[NV];                                                                            \
-    GGIC_UNROLL for (int j = 0; j < NV; ++j) bias[j] = LOAD(a->bias + c0 + j * W_);         \
-    for (int64_t ox = 0; ox < a->OW; ++ox) {                                                \
+/* Output pixels [ox0, ox1) of row oy, channels [c0, c0 + NV*W_): one pixel at a time, taps
+ * clipped to the input (used at the borders and for narrow rows). */
+#define DW_PIXELS(NAME, VT, LOAD, STORE, RELU, W_, NV)                                      \
+  static inline __attribute__((always_inline)) void NAME(                                  \
+      const DwArgs* a, int64_t oy, int64_t ox0, int64_t ox1, int64_t c0, int ky0, int ky1) { \
+    const int64_t iy0 = oy * a->stride - a->top, C = a->C;                                  \
+    const int k = a->k;                                                                     \
+    for (int64_t ox = ox0; ox < ox1; ++ox) {                                                \
       const int64_t ix0 = ox * a->stride - a->left;                                         \
       const int kx0 = ix0 < 0 ? (int)-ix0 : 0;                                              \
-      const int kx1 = ix0 + k > a->W ? (int)(a->W - ix0) : (int)k;                          \
+      const int kx1 = ix0 + k > a->W ? (int)(a->W - ix0) : k;                               \
       VT acc[NV];                                                                           \
-      GGIC_UNROLL for (int j = 0; j < NV; ++j) acc[j] = bias[j];                            \
+      GGIC_UNROLL for (int j = 0; j < NV; ++j) acc[j] = LOAD(a->bias + c0 + j * W_);        \
       for (int ky = ky0; ky < ky1; ++ky) {                                                  \
         const float* xr = a->x + ((iy0 + ky) * a->W + ix0) * C + c0;                        \
-        const float* wr = a->w + (ky * k) * C + c0;                                         \
+        const float* wr = a->w + (int64_t)(ky * k) * C + c0;                                \
         for (int kx = kx0; kx < kx1; ++kx) {                                                \
           GGIC_UNROLL for (int j = 0; j < NV; ++j)                                          \
             acc[j] += LOAD(xr + kx * C + j * W_) * LOAD(wr + kx * C + j * W_);              \
@@ -61,11 +59,49 @@ typedef struct {
     }                                                                                       \
   }
 
-DW_ROW(dw_row_4, vf, vf_load, vf_store, vf_relu6, GGIC_VL, 4)
-DW_ROW(dw_row_1, vf, vf_load, vf_store, vf_relu6, GGIC_VL, 1)
-DW_ROW(dw_row_h, vh, vh_load, vh_store, vh_relu6, GGIC_HL, 1)
+DW_PIXELS(dw_pixels_4, vf, vf_load, vf_store, vf_relu6, GGIC_VL, 4)
+DW_PIXELS(dw_pixels_2, vf, vf_load, vf_store, vf_relu6, GGIC_VL, 2)
+DW_PIXELS(dw_pixels_1, vf, vf_load, vf_store, vf_relu6, GGIC_VL, 1)
+DW_PIXELS(dw_pixels_h, vh, vh_load, vh_store, vh_relu6, GGIC_HL, 1)
 
-static void dw_row_scalar(const DwArgs* a, int64_t oy, int64_t c0, int64_t c1) {
+/* DW_PX adjacent interior pixels (every kx tap inside the input) x 2 vectors of channels:
+ * each weight vector is loaded once per tap and used for all DW_PX pixels, and the 2*DW_PX
+ * accumulators are independent chains (the FMA latency is hidden). */
+static inline __attribute__((always_inline)) void dw_tile(const DwArgs* a, int64_t oy,
+                                                          int64_t ox, int64_t c0, int ky0,
+                                                          int ky1) {
+  const int64_t iy0 = oy * a->stride - a->top, ix0 = ox * a->stride - a->left, C = a->C;
+  const int64_t ldp = a->stride * C; /* distance between the tile's pixels in x */
+  const int k = a->k;
+  vf acc[DW_PX][2];
+  GGIC_UNROLL for (int j = 0; j < 2; ++j) {
+    vf b0 = vf_load(a->bias + c0 + j * GGIC_VL);
+    GGIC_UNROLL for (int p = 0; p < DW_PX; ++p) acc[p][j] = b0;
+  }
+  for (int ky = ky0; ky < ky1; ++ky) {
+    const float* xr = a->x + ((iy0 + ky) * a->W + ix0) * C + c0;
+    const float* wr = a->w + (int64_t)(ky * k) * C + c0;
+    for (int kx = 0; kx < k; ++kx) {
+      vf w0 = vf_load(wr + kx * C), w1 = vf_load(wr + kx * C + GGIC_VL);
+      GGIC_UNROLL for (int p = 0; p < DW_PX; ++p) {
+        acc[p][0] += vf_load(xr + p * ldp + kx * C) * w0;
+        acc[p][1] += vf_load(xr + p * ldp + kx * C + GGIC_VL) * w1;
+      }
+    }
+  }
+  float* yp = a->y + (oy * a->OW + ox) * C + c0;
+  GGIC_UNROLL for (int p = 0; p < DW_PX; ++p) {
+    vf v0 = acc[p][0], v1 = acc[p][1];
+    if (a->act) {
+      v0 = vf_relu6(v0);
+      v1 = vf_relu6(v1);
+    }
+    vf_store(yp + p * C, v0);
+    vf_store(yp + p * C + GGIC_VL, v1);
+  }
+}
+
+static void dw_pixels_scalar(const DwArgs* a, int64_t oy, int64_t c0, int64_t c1) {
   for (int64_t ox = 0; ox < a->OW; ++ox)
     for (int64_t c = c0; c < c1; ++c) {
       float v = a->bias[c];
@@ -82,16 +118,45 @@ static void dw_row_scalar(const DwArgs* a, int64_t oy, int64_t c0, int64_t c1) {
     }
 }
 
+/* Output rows [oy0, oy1): channel blocks outer (their weights stay in L1), then rows. */
 static void dw_rows(const DwArgs* a, int64_t oy0, int64_t oy1) {
+  /* output columns whose taps are all inside the input: [x_lo, x_hi) */
+  int64_t x_lo = (a->left + a->stride - 1) / a->stride;
+  int64_t x_hi = a->W - a->k + a->left >= 0 ? (a->W - a->k + a->left) / a->stride + 1 : 0;
+  if (x_hi > a->OW) x_hi = a->OW;
+  if (x_lo > x_hi) x_lo = x_hi;
   int64_t c = 0;
-  for (; c + DW_CB <= a->C; c += DW_CB)
-    for (int64_t oy = oy0; oy < oy1; ++oy) dw_row_4(a, oy, c);
+  if (x_hi - x_lo < DW_PX) /* rows too narrow for tiles (7x7): 4 vectors a pixel instead */
+    for (; c + 4 * GGIC_VL <= a->C; c += 4 * GGIC_VL)
+      for (int64_t oy = oy0; oy < oy1; ++oy) {
+        const int64_t iy0 = oy * a->stride - a->top;
+        dw_pixels_4(a, oy, 0, a->OW, c, iy0 < 0 ? (int)-iy0 : 0,
+                    iy0 + a->k > a->H ? (int)(a->H - iy0) : a->k);
+      }
+  for (; c + 2 * GGIC_VL <= a->C; c += 2 * GGIC_VL)
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      const int64_t iy0 = oy * a->stride - a->top;
+      const int ky0 = iy0 < 0 ? (int)-iy0 : 0;
+      const int ky1 = iy0 + a->k > a->H ? (int)(a->H - iy0) : a->k;
+      int64_t ox = x_lo;
+      dw_pixels_2(a, oy, 0, x_lo, c, ky0, ky1);
+      for (; ox + DW_PX <= x_hi; ox += DW_PX) dw_tile(a, oy, ox, c, ky0, ky1);
+      dw_pixels_2(a, oy, ox, a->OW, c, ky0, ky1);
+    }
   for (; c + GGIC_VL <= a->C; c += GGIC_VL)
-    for (int64_t oy = oy0; oy < oy1; ++oy) dw_row_1(a, oy, c);
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      const int64_t iy0 = oy * a->stride - a->top;
+      dw_pixels_1(a, oy, 0, a->OW, c, iy0 < 0 ? (int)-iy0 : 0,
+                  iy0 + a->k > a->H ? (int)(a->H - iy0) : a->k);
+    }
   for (; c + GGIC_HL <= a->C; c += GGIC_HL)
-    for (int64_t oy = oy0; oy < oy1; ++oy) dw_row_h(a, oy, c);
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      const int64_t iy0 = oy * a->stride - a->top;
+      dw_pixels_h(a, oy, 0, a->OW, c, iy0 < 0 ? (int)-iy0 : 0,
+                  iy0 + a->k > a->H ? (int)(a->H - iy0) : a->k);
+    }
   if (c < a->C)
-    for (int64_t oy = oy0; oy < oy1; ++oy) dw_row_scalar(a, oy, c, a->C);
+    for (int64_t oy = oy0; oy < oy1; ++oy) dw_pixels_scalar(a, oy, c, a->C);
 }
 
 static int same_pad_before(int64_t in, int64_t out, int k, int stride) {
