@@ -56,6 +56,8 @@ from .ipc_operations import (
 log = logging.getLogger("ggic.local.ipc")
 
 _DISCARD_CHUNK = 256 * 1024
+_REFUSED_GRACE = 2.0
+"""Seconds a refused client gets to close the connection itself."""
 _ACCEPTED = MessageFlag.CONNECTION_ACCEPTED
 _TERMINATE = MessageFlag.TERMINATE_STREAM
 
@@ -116,13 +118,17 @@ class ServerStream:
             headers=json_headers(operation.response_type),
             payload=json.dumps(dict(result.response)).encode("utf-8"),
         )
-        self.connection.send_frame(frame)
         if not streaming:
+            self.connection.send_frame(frame)
             self.close()
             return
+        # Subscribe before the response leaves: a client that publishes as soon as its
+        # subscribe call returns must not race the registration. Events from other threads
+        # are queued onto this loop, so they still go out after the response.
         self.event_type = operation.event_type
         if result.on_stream_open is not None:
             result.on_stream_open()
+        self.connection.send_frame(frame)
 
     def fail(self, error: IpcError) -> None:
         if self.closed:
@@ -171,6 +177,7 @@ class IpcConnection:
         self.max_event_frame_bytes = min(max_frame_bytes + 64 * 1024, CLIENT_MAX_MESSAGE_LENGTH)
         self.max_write_buffer_bytes = max_write_buffer_bytes
         self.component: str | None = None
+        self.refused = False
         self.closed = False
         self.streams: dict[int, ServerStream] = {}
         self.last_stream_id = 0
@@ -188,8 +195,9 @@ class IpcConnection:
         try:
             while not self.closed:
                 if self.component is None:  # the handshake must come promptly
+                    timeout = _REFUSED_GRACE if self.refused else self._connect_timeout
                     prelude_bytes = await asyncio.wait_for(
-                        self.reader.readexactly(PRELUDE_LENGTH), self._connect_timeout
+                        self.reader.readexactly(PRELUDE_LENGTH), timeout
                     )
                 else:
                     prelude_bytes = await self.reader.readexactly(PRELUDE_LENGTH)
@@ -202,7 +210,8 @@ class IpcConnection:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except asyncio.TimeoutError:
-            log.warning("an IPC client connected but sent no CONNECT; closing")
+            if not self.refused:
+                log.warning("an IPC client connected but sent no CONNECT; closing")
         except EventStreamError as exc:
             self.protocol_error(str(exc))
         finally:
@@ -248,6 +257,8 @@ class IpcConnection:
 
     def _dispatch(self, rpc: RpcMessage) -> None:
         kind = rpc.message_type
+        if self.refused:
+            return  # waiting for the refused client to hang up
         if self.component is None:
             if kind is not MessageType.CONNECT:
                 raise EventStreamError(f"expected CONNECT, got {kind.name}")
@@ -286,8 +297,10 @@ class IpcConnection:
                 else ("unknown auth token")
             )
             log.warning("refused an IPC connection: %s", reason)
+            # The client closes on this CONNECT_ACK and raises AccessDeniedError; closing first
+            # would make it report a closed socket instead.
             self.send_frame(encode_rpc_message(MessageType.CONNECT_ACK))
-            self.close()
+            self.refused = True
             return
         self.component = component
         self.send_frame(encode_rpc_message(MessageType.CONNECT_ACK, flags=_ACCEPTED))

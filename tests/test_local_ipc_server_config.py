@@ -1,0 +1,242 @@
+"""Component configuration IPC through the real awsiotsdk client."""
+
+from __future__ import annotations
+
+import datetime
+import queue
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable
+
+import awsiot.greengrasscoreipc
+import pytest
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+from awsiot.greengrasscoreipc.model import (
+    ConfigurationUpdateEvents,
+    FailedUpdateConditionCheckError,
+    InvalidArgumentsError,
+    ResourceNotFoundError,
+)
+
+from ggic.local.ipc_server import IpcServer
+
+WAIT = 5.0
+CLASSIFIER = "com.custom.ImageClassifier"
+REQUESTER = "com.custom.requester"
+CLASSIFIER_CONFIG = {
+    "ModelProfile": "resnet50",
+    "Tuning": {"TopK": "5", "Threshold": "0.3", "Workers": {"Count": 2}},
+    "Topics": {"Requests": "local/inference", "Results": "local/result"},
+    "accessControl": {"aws.greengrass.ipc.pubsub": {}},
+}
+
+
+@pytest.fixture
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IpcServer]:
+    ipc = IpcServer(Path(tmp_path_factory.mktemp("ipc")) / "ipc.sock")
+    ipc.start()
+    yield ipc
+    ipc.close()
+
+
+@pytest.fixture
+def connect(server: IpcServer) -> Iterator[Callable[..., GreengrassCoreIPCClientV2]]:
+    clients: list[GreengrassCoreIPCClientV2] = []
+
+    def _connect(name: str, configuration: dict | None = None) -> GreengrassCoreIPCClientV2:
+        token = server.register_component(name, configuration=configuration)
+        connection = awsiot.greengrasscoreipc.connect(
+            ipc_socket=str(server.socket_path), authtoken=token
+        )
+        client = GreengrassCoreIPCClientV2(client=connection, executor=None)
+        clients.append(client)
+        return client
+
+    yield _connect
+    for client in clients:
+        client.close()
+
+
+@contextmanager
+def ipc_error(error_type: type, fragment: str) -> Iterator[None]:
+    with pytest.raises(error_type) as caught:
+        yield
+    assert fragment in caught.value.message
+
+
+class ChangeLog:
+    def __init__(self) -> None:
+        self.events: queue.Queue[ConfigurationUpdateEvents] = queue.Queue()
+
+    def __call__(self, event: ConfigurationUpdateEvents) -> None:
+        self.events.put(event)
+
+    def take(self) -> tuple[str, list[str]]:
+        event = self.events.get(timeout=WAIT).configuration_update_event
+        return event.component_name, event.key_path
+
+    def take_all(self, count: int) -> list[tuple[str, list[str]]]:
+        return sorted(self.take() for _ in range(count))
+
+    def assert_empty(self, settle: float = 0.1) -> None:
+        time.sleep(settle)
+        assert self.events.empty(), self.take()
+
+
+def watch(client: GreengrassCoreIPCClientV2, **kwargs: Any) -> tuple[ChangeLog, Any]:
+    changes = ChangeLog()
+    _response, operation = client.subscribe_to_configuration_update(
+        on_stream_event=changes, **kwargs
+    )
+    return changes, operation
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def test_get_configuration(connect: Callable[..., Any]) -> None:
+    classifier = connect(CLASSIFIER, CLASSIFIER_CONFIG)
+    whole = classifier.get_configuration()
+    assert whole.component_name == CLASSIFIER
+    assert whole.value == CLASSIFIER_CONFIG
+    assert classifier.get_configuration(key_path=["Tuning"]).value == CLASSIFIER_CONFIG["Tuning"]
+    # a leaf comes back as {leaf: value}, as the nucleus returns it
+    assert classifier.get_configuration(key_path=["Tuning", "TopK"]).value == {"TopK": "5"}
+    assert classifier.get_configuration(key_path=["Tuning", "Workers", "Count"]).value == {
+        "Count": 2
+    }
+    for missing in (["Nope"], ["Tuning", "Nope"], ["ModelProfile", "deeper"]):
+        with ipc_error(ResourceNotFoundError, "Key not found"):
+            classifier.get_configuration(key_path=missing)
+
+
+def test_get_another_components_configuration(connect: Callable[..., Any]) -> None:
+    connect(CLASSIFIER, CLASSIFIER_CONFIG)
+    requester = connect(REQUESTER, {"Interval": "10"})
+    response = requester.get_configuration(component_name=CLASSIFIER, key_path=["Topics"])
+    assert response.component_name == CLASSIFIER
+    assert response.value == CLASSIFIER_CONFIG["Topics"]
+    with ipc_error(ResourceNotFoundError, "Key not found"):
+        requester.get_configuration(component_name="com.example.unknown")
+
+
+def test_update_configuration_merges_into_own_configuration(
+    server: IpcServer, connect: Callable[..., Any]
+) -> None:
+    classifier = connect(CLASSIFIER, CLASSIFIER_CONFIG)
+    classifier.update_configuration(
+        key_path=["Tuning"], timestamp=now(), value_to_merge={"TopK": "3", "Workers": {"Max": 4}}
+    )
+    tuning = server.get_configuration(CLASSIFIER)["Tuning"]
+    assert tuning == {"TopK": "3", "Threshold": "0.3", "Workers": {"Count": 2, "Max": 4}}
+    classifier.update_configuration(
+        key_path=["New", "Branch"], timestamp=now(), value_to_merge={"x": 1}
+    )
+    classifier.update_configuration(timestamp=now(), value_to_merge={"Top": True})
+    config = server.get_configuration(CLASSIFIER)
+    assert config["New"] == {"Branch": {"x": 1}}
+    assert config["Top"] is True
+    # get_configuration hands out a copy
+    config["Tuning"]["TopK"] = "changed"
+    assert server.get_configuration(CLASSIFIER)["Tuning"]["TopK"] == "3"
+
+
+def test_update_configuration_refusals(server: IpcServer, connect: Callable[..., Any]) -> None:
+    classifier = connect(CLASSIFIER, CLASSIFIER_CONFIG)
+    with ipc_error(InvalidArgumentsError, "accessControl"):
+        classifier.update_configuration(
+            timestamp=now(), value_to_merge={"accessControl": {"x": {}}}
+        )
+    with ipc_error(InvalidArgumentsError, "accessControl"):
+        classifier.update_configuration(
+            key_path=["accessControl"], timestamp=now(), value_to_merge={"x": {}}
+        )
+    with ipc_error(InvalidArgumentsError, "Timestamp is required"):
+        classifier.update_configuration(key_path=["Tuning"], value_to_merge={"TopK": "1"})
+    with ipc_error(InvalidArgumentsError, "ValueToMerge is required"):
+        classifier.update_configuration(key_path=["Tuning"], timestamp=now())
+    later = now()
+    classifier.update_configuration(
+        key_path=["Tuning"], timestamp=later, value_to_merge={"TopK": "7"}
+    )
+    with ipc_error(FailedUpdateConditionCheckError, "older"):
+        classifier.update_configuration(
+            key_path=["Tuning"],
+            timestamp=later - datetime.timedelta(seconds=5),
+            value_to_merge={"TopK": "1"},
+        )
+    assert server.get_configuration(CLASSIFIER)["Tuning"]["TopK"] == "7"
+
+
+def test_configuration_update_events(server: IpcServer, connect: Callable[..., Any]) -> None:
+    classifier = connect(CLASSIFIER, CLASSIFIER_CONFIG)
+    tuning_changes, _ = watch(classifier, key_path=["Tuning"])
+    all_changes, _ = watch(classifier)
+    leaf_changes, _ = watch(classifier, key_path=["Tuning", "TopK"])
+
+    # the runtime replaces the configuration (a deployment): one event per changed leaf
+    new_config = {
+        **CLASSIFIER_CONFIG,
+        "ModelProfile": "vgg16",
+        "Tuning": {"TopK": "3", "Threshold": "0.3", "Workers": {"Count": 4}},
+    }
+    server.set_configuration(CLASSIFIER, new_config)
+    assert tuning_changes.take_all(2) == [
+        (CLASSIFIER, ["Tuning", "TopK"]),
+        (CLASSIFIER, ["Tuning", "Workers", "Count"]),
+    ]
+    assert all_changes.take_all(3) == [
+        (CLASSIFIER, ["ModelProfile"]),
+        (CLASSIFIER, ["Tuning", "TopK"]),
+        (CLASSIFIER, ["Tuning", "Workers", "Count"]),
+    ]
+    assert leaf_changes.take() == (CLASSIFIER, ["Tuning", "TopK"])
+
+    # the component's own update is announced too; unchanged values are not
+    classifier.update_configuration(
+        key_path=["Tuning"], timestamp=now(), value_to_merge={"TopK": "3", "Threshold": "0.5"}
+    )
+    assert tuning_changes.take() == (CLASSIFIER, ["Tuning", "Threshold"])
+    assert all_changes.take() == (CLASSIFIER, ["Tuning", "Threshold"])
+
+    # removing a subtree is one event for its root
+    server.set_configuration(CLASSIFIER, {"ModelProfile": "vgg16", "Topics": {}})
+    assert all_changes.take_all(4) == [
+        (CLASSIFIER, ["Topics", "Requests"]),
+        (CLASSIFIER, ["Topics", "Results"]),
+        (CLASSIFIER, ["Tuning"]),
+        (CLASSIFIER, ["accessControl"]),
+    ]
+    assert tuning_changes.take() == (CLASSIFIER, ["Tuning"])
+    assert leaf_changes.take() == (CLASSIFIER, ["Tuning", "TopK"])
+    for changes in (tuning_changes, leaf_changes, all_changes):
+        changes.assert_empty()
+
+
+def test_watching_another_component_and_closing_the_stream(
+    server: IpcServer, connect: Callable[..., Any]
+) -> None:
+    connect(CLASSIFIER, CLASSIFIER_CONFIG)
+    requester = connect(REQUESTER, {"Interval": "10"})
+    changes, operation = watch(requester, component_name=CLASSIFIER, key_path=["Topics"])
+    own, _ = watch(requester)
+    server.set_configuration(
+        CLASSIFIER, {**CLASSIFIER_CONFIG, "Topics": {"Requests": "x", "Results": "local/result"}}
+    )
+    assert changes.take() == (CLASSIFIER, ["Topics", "Requests"])
+    operation.close().result(WAIT)
+    server.set_configuration(CLASSIFIER, CLASSIFIER_CONFIG)
+    server.set_configuration(REQUESTER, {"Interval": "20"})
+    assert own.take() == (REQUESTER, ["Interval"])
+    changes.assert_empty()
+
+
+def test_watching_a_missing_key_is_refused(connect: Callable[..., Any]) -> None:
+    classifier = connect(CLASSIFIER, CLASSIFIER_CONFIG)
+    with ipc_error(ResourceNotFoundError, "Key not found"):
+        watch(classifier, key_path=["Nope"])
+    with ipc_error(ResourceNotFoundError, "Key not found"):
+        watch(classifier, component_name="com.example.unknown")
