@@ -22,7 +22,12 @@ import numpy as np
 from ggic.classifier.dlr_import import import_dlr
 from ggic.classifier.preprocess import preprocess
 from ggic.classifier.profiles import IMAGENET_MEAN, IMAGENET_STD, ModelProfile
-from ggic.modelgen.efficientnet_lite import PREPROCESSING, build_demo_model, imagenet_labels
+from ggic.modelgen.efficientnet_lite import (
+    NORMALIZATION,
+    PREPROCESSING,
+    build_demo_model,
+    imagenet_labels,
+)
 from ggic.sample_images import sample_photo_paths
 
 #: photo -> class ids a person would accept (the astronaut has no ImageNet class: shown only)
@@ -35,9 +40,15 @@ ACCEPTABLE = {
 
 
 def candidate_profiles() -> dict[str, ModelProfile]:
+    """The model normalises its 0..255 input with (x - 127) / 128 itself; the ImageNet
+    candidate feeds it 128 * z + 127 so that the network sees z = (x / 255 - mean) / std."""
     chosen = ModelProfile(name="chosen", **PREPROCESSING)
+    m, s = np.asarray(NORMALIZATION["mean"]), np.asarray(NORMALIZATION["std"])
     imagenet = dataclasses.replace(
-        chosen, scale=1 / 255, mean=IMAGENET_MEAN, std=IMAGENET_STD
+        chosen,
+        scale=1 / 255,
+        mean=tuple(float(v) for v in np.asarray(IMAGENET_MEAN) - m / s * np.asarray(IMAGENET_STD)),
+        std=tuple(float(v) for v in np.asarray(IMAGENET_STD) / s),
     )
     out = {}
     for norm_name, base in (("(x-127)/128", chosen), ("imagenet mean/std", imagenet)):

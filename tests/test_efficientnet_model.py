@@ -7,6 +7,7 @@ numpy forward pass (and with PyTorch where torch is installed) on the real sampl
 
 from __future__ import annotations
 
+import json
 import pickle
 import struct
 from pathlib import Path
@@ -178,9 +179,21 @@ def inputs(photos: list[Path]) -> dict[str, np.ndarray]:
     return out
 
 
+def normalised_nchw(x: np.ndarray) -> np.ndarray:
+    """The network's view of a model input: (x - 127) / 128, NCHW (the graph does this)."""
+    return ((x - 127.0) / 128.0).transpose(0, 3, 1, 2).copy()
+
+
 @pytest.fixture(scope="module")
 def dlr_logits(dlr_model, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: dlr_model.run({"data": x})[0][0] for name, x in inputs.items()}
+
+
+def test_model_input_is_raw_rgb_like_the_modelstore(inputs: dict[str, np.ndarray]) -> None:
+    assert PREPROCESSING["mean"] == (0.0, 0.0, 0.0) and PREPROCESSING["scale"] == 1.0
+    x = inputs["coffee.png"]
+    assert x.shape == (1, 224, 224, 3) and x.dtype == np.float32
+    assert x.min() >= 0.0 and x.max() > 200.0
 
 
 def test_model_directory(demo: DemoModel) -> None:
@@ -192,6 +205,13 @@ def test_model_directory(demo: DemoModel) -> None:
     assert len(labels) == 1000 and labels.covers(1000)
     assert labels[0] == "tench, Tinca tinca" and labels[285] == "Egyptian cat"
     PROFILE.check()
+    meta = json.loads(demo.meta.read_text())
+    assert meta["Model"]["Inputs"] == [
+        {"name": "data", "dtype": "float32", "shape": [1, 224, 224, 3]}
+    ]
+    assert meta["Model"]["Outputs"][0]["name"] == "logits"
+    assert meta["Model"]["Layout"] == "NHWC"
+    assert meta["Model"]["NormalizationInGraph"] == {"mean": [127.0] * 3, "std": [128.0] * 3}
 
 
 def test_dlr_reads_the_signature(dlr_model) -> None:
@@ -203,7 +223,7 @@ def test_logits_match_the_numpy_reference(
     state: dict[str, np.ndarray], inputs: dict[str, np.ndarray], dlr_logits: dict[str, np.ndarray]
 ) -> None:
     names = sorted(inputs)
-    batch = np.concatenate([inputs[n] for n in names]).transpose(0, 3, 1, 2)
+    batch = normalised_nchw(np.concatenate([inputs[n] for n in names]))
     expected = reference.forward(lite0_spec(), state, batch)
     for name, want in zip(names, expected):
         np.testing.assert_allclose(dlr_logits[name], want, atol=1e-3, rtol=0, err_msg=name)
@@ -239,7 +259,7 @@ def test_logits_match_pytorch(
     net = build_torch_model(lite0_spec(), state)
     for name, x in inputs.items():
         with torch.no_grad():
-            want = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()[0]
+            want = net(torch.from_numpy(normalised_nchw(x))).numpy()[0]
         np.testing.assert_allclose(dlr_logits[name], want, atol=1e-3, rtol=0, err_msg=name)
 
 

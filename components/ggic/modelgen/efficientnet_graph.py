@@ -4,12 +4,18 @@ Batch norm is folded into the convolution before it (``w' = w * g / sqrt(v + eps
 ``b' = beta - mean * g / sqrt(v + eps)``), and each graph node is one fused kernel call, as
 TVM would fuse them: convolution + bias + ReLU6, projection + bias (+ the residual add).
 
+The input is what a camera gives: raw 0..255 RGB pixels, NHWC, like the ModelStore's
+graphs; the network's own normalisation ((x - 127) / 128, TensorFlow's for EfficientNet-Lite)
+is the graph's first node. (Folding it into the stem's weights would be wrong at the border:
+the stem's zero padding must be zero AFTER normalisation.)
+
 Layout is NHWC throughout: the 1x1 convolutions are then plain matrix products over pixels and
 the depthwise convolutions vectorise over contiguous channels. Weight layouts in ``.params``:
 
 ========================  ======================  =================================
 layer                     kernel                  weight layout
 ========================  ======================  =================================
+(x - mean) / std          ggic_effnet_normalize    mean [3], 1 / std [3]
 stem 3x3/2 + ReLU6        ggic_effnet_stem_s2_relu6  [kh, kw, in, out]
 expand 1x1 + ReLU6        ggic_effnet_pw_relu6     [in, out]
 depthwise kxk + ReLU6     ggic_effnet_dw_s{1,2}_relu6  [kh, kw, channels]
@@ -39,6 +45,11 @@ KERNEL_SOURCES: tuple[Path, ...] = (
 
 INPUT_NAME = "data"
 OUTPUT_NAME = "logits"
+
+#: The normalisation EfficientNet-Lite was trained with (TensorFlow's efficientnet_lite_builder:
+#: MEAN_RGB = 127, STDDEV_RGB = 128), applied inside the graph.
+INPUT_MEAN = (127.0, 127.0, 127.0)
+INPUT_STD = (128.0, 128.0, 128.0)
 
 
 def fold_batch_norm(
@@ -90,6 +101,9 @@ class _Builder:
         spec, g = self.spec, self.g
         size = spec.image_size
         x = g.input(input_name, (1, size, size, 3))
+        mean = g.param("input.mean", _f32(np.asarray(INPUT_MEAN)))
+        inv_std = g.param("input.inv_std", _f32(1.0 / np.asarray(INPUT_STD)))
+        x = g.op("normalize", "ggic_effnet_normalize", [x, mean, inv_std], x.shape)
         stem = same_padding(size, 3, 2).out_size
         x = g.op(
             "stem",
@@ -127,7 +141,7 @@ def build_graph(
 ) -> GraphBuilder:
     """The graph of ``spec`` with the checkpoint's weights (batch norm folded).
 
-    Input ``input_name``: float32 [1, S, S, 3] NHWC, normalised as :data:`PREPROCESSING` of
-    :mod:`.efficientnet_lite` says. Output ``logits``: float32 [1, classes].
+    Input ``input_name``: float32 [1, S, S, 3] NHWC, RGB pixels 0..255 (normalised inside).
+    Output ``logits``: float32 [1, classes].
     """
     return _Builder(spec, state).build(input_name)

