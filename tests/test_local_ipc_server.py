@@ -9,8 +9,10 @@ import os
 import queue
 import socket
 import stat
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -480,6 +482,11 @@ def raw(server: IpcServer) -> Iterator[RawClient]:
 PUBLISH = "aws.greengrass#PublishToTopic"
 
 
+def prelude_only(total_length: int) -> bytes:
+    raw = struct.pack(">II", total_length, 0)
+    return raw + struct.pack(">I", zlib.crc32(raw))
+
+
 def test_raw_handshake_ping_and_request(server: IpcServer, raw: RawClient) -> None:
     token = server.register_component(COMPONENT, access_control=OPEN_PUBSUB)
     ack = raw.connect(token)
@@ -548,6 +555,7 @@ def test_raw_oversize_frame_is_refused_on_its_stream(socket_dir: Path) -> None:
         b"\x00" * 16,  # bad prelude CRC
         encode_rpc_message(MessageType.PING),  # anything before CONNECT
         encode_rpc_message(MessageType.CONNECT)[:-1] + b"\x00",  # bad message CRC
+        prelude_only(20 * 1024 * 1024),  # an oversize frame before CONNECT is not read
     ],
 )
 def test_protocol_errors_close_the_connection(raw: RawClient, first_frame: bytes) -> None:

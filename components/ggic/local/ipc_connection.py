@@ -203,6 +203,10 @@ class IpcConnection:
                     prelude_bytes = await self.reader.readexactly(PRELUDE_LENGTH)
                 prelude = decode_prelude(prelude_bytes)
                 if prelude.total_length > self.max_frame_bytes:
+                    if self.component is None:
+                        raise EventStreamError(
+                            f"{prelude.total_length}-byte frame before a successful CONNECT"
+                        )
                     await self._discard_oversize_frame(prelude_bytes, prelude)
                     continue
                 rest = await self.reader.readexactly(prelude.total_length - PRELUDE_LENGTH)
@@ -243,7 +247,7 @@ class IpcConnection:
         if headers is None:
             return  # no way to tell which stream it was on
         rpc = rpc_view(Message(headers))
-        if self.component is None or rpc.stream_id == 0:
+        if rpc.stream_id == 0:
             raise EventStreamError("oversize frame outside an operation stream")
         error = InvalidArgumentsError(
             f"message of {prelude.total_length} bytes exceeds the {self.max_frame_bytes}-byte "
