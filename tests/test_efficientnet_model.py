@@ -27,6 +27,8 @@ from ggic.modelgen.efficientnet_lite import (
     DemoModel,
     build_demo_model,
     default_checkpoint,
+    imagenet_labels,
+    write_labels,
 )
 from ggic.modelgen.efficientnet_spec import expected_shapes, lite0_spec, same_padding
 from ggic.modelgen.graph import GraphBuilder
@@ -240,6 +242,15 @@ def test_runs_repeatedly_with_the_same_result(dlr_model, inputs: dict[str, np.nd
     first = dlr_model.run({"data": x})[0].copy()
     for _ in range(3):
         np.testing.assert_array_equal(dlr_model.run({"data": x})[0], first)
+
+
+@pytest.mark.parametrize("name", ["synset.txt", "labels.txt", "imagenet_class_index.json"])
+def test_labels_in_each_format_read_back(tmp_path: Path, name: str) -> None:
+    names = imagenet_labels()
+    labels = load_labels(write_labels(tmp_path / name, names))
+    assert labels.covers(1000) and len(labels) == 1000
+    assert labels[0] == "tench, Tinca tinca"
+    assert labels[396] == "lionfish" and labels[607] == "jack-o'-lantern"
 
 
 def test_a_json_label_file_inside_the_model_dir_is_refused(tmp_path: Path) -> None:
