@@ -157,6 +157,19 @@ def test_refuses_a_global_in_the_header(tmp_path: Path) -> None:
         read_checkpoint(path)
 
 
+def test_refuses_a_corrupt_storage_length(tmp_path: Path) -> None:
+    body = (b"\x80\x02" + _op_global("collections", "OrderedDict") + b")R("
+            + _op_str("w") + _op_tensor("s0", "FloatStorage", 4, 0, (4,), (1,)) + b"u.")
+    good = _legacy_file(body, ["s0"], [np.zeros(4, np.float32)])
+    length_at = len(good) - 4 * 4 - 8
+    for length in (-1, 1 << 40):
+        bad = good[:length_at] + struct.pack("<q", length) + good[length_at + 8 :]
+        path = tmp_path / "bad.pth"
+        path.write_bytes(bad)
+        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+            read_checkpoint(path)
+
+
 def test_refuses_what_is_not_a_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "text.pth"
     path.write_bytes(b"hello world")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import io
 import logging
+import os
 import pickle
 import struct
 import zipfile
@@ -208,6 +209,9 @@ def _read_zip(f: IO[bytes], source: str) -> dict[str, np.ndarray]:
 
 
 def _read_exactly(f: IO[bytes], n: int, source: str) -> bytes:
+    remaining = os.fstat(f.fileno()).st_size - f.tell()
+    if n < 0 or n > remaining:
+        raise CheckpointError(f"{source} is truncated or corrupt (a record of {n} bytes)")
     raw = f.read(n)
     if len(raw) != n:
         raise CheckpointError(f"{source} is truncated")
