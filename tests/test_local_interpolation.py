@@ -61,6 +61,7 @@ U = "/gg/packages/artifacts-unarchived/com.custom.ImageClassifier/1.0.0"
     (f"{{{DEP}:artifacts:path}}", f"/gg/packages/artifacts/{DEP}/2.1.9"),
     (f"{{{DEP}:work:path}}", f"/gg/work/{DEP}"),
     (f"{{{DEP}:configuration:/ModelName}}", "resnet50"),
+    (f"{{{DEP}:kernel:rootPath}} {{{DEP}:iot:thingName}}", "/gg MyThing"),
     ("{artifacts:path} and {work:path}", f"{A} and /gg/work/com.custom.ImageClassifier"),
     # left as written: unknown namespaces, keys, and missing configuration
     ("{configuration:/Missing}", "{configuration:/Missing}"),

@@ -5,16 +5,16 @@ Mirrors the nucleus's KernelConfigResolver:
 * ``{namespace:key}`` for the component itself: ``artifacts:path``,
   ``artifacts:decompressedPath``, ``work:path``, ``kernel:rootPath``, ``iot:thingName`` and
   ``configuration:<JSON pointer>``;
-* ``{component:namespace:key}`` for a *direct* dependency: ``artifacts``, ``work`` and
-  ``configuration`` namespaces;
+* ``{component:namespace:key}`` for a *direct* dependency, same namespaces (``kernel`` and
+  ``iot`` give the same values as for the component itself);
 * a configuration value is rendered as text: strings as they are, ``null`` as ``null``,
   numbers and booleans as JSON does, objects and lists as compact JSON;
 * anything unknown (namespace, key, missing configuration path) is left as written, with a
   warning: shell syntax such as ``${VAR:-x}`` must survive.
 
-Stricter than the nucleus (which logs and leaves the text): a ``{other:artifacts:...}``,
-``{other:work:...}`` or ``{other:configuration:...}`` naming a component that is not a direct
-dependency, or a dependency absent from the deployment, raises :class:`InterpolationError`.
+Stricter than the nucleus (which logs and leaves the text): ``{other:<known namespace>:...}``
+naming a component that is not a direct dependency, or a dependency absent from the
+deployment, raises :class:`InterpolationError`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 # Same patterns as the nucleus: names are word characters and dots; keys stop at ':' or '}'.
 _SAME_COMPONENT = re.compile(r"\{([.\w]+):([^:}]+)\}", re.ASCII)
 _CROSS_COMPONENT = re.compile(r"\{([.\w]+):([.\w]+):([^:}]+)\}", re.ASCII)
-_DEPENDENCY_NAMESPACES = ("artifacts", "work", "configuration")
+_DEPENDENCY_NAMESPACES = ("artifacts", "work", "configuration", "kernel", "iot")
 
 
 class InterpolationError(ValueError):
