@@ -353,9 +353,12 @@ def test_supervisor_update_replaces_only_changed_components(tmp_path: Path) -> N
     try:
         assert supervisor.wait_for(lambda s: set(s.values()) == {State.RUNNING}, WAIT)
         kept = supervisor.runner("a")
+        seen_at_swap: list[dict] = []
         started = supervisor.update([spec(tmp_path, "a", {"Run": loop}),
-                                     spec(tmp_path, "c", {"Run": loop})])
+                                     spec(tmp_path, "c", {"Run": loop})],
+                                    before_start=lambda: seen_at_swap.append(supervisor.states()))
         assert started == ["c"]
+        assert seen_at_swap == [{"a": State.RUNNING, "b": State.FINISHED}]
         assert supervisor.runner("a") is kept
         assert supervisor.wait_for(lambda s: s == {"a": State.RUNNING, "c": State.RUNNING}, WAIT)
     finally:

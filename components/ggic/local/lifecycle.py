@@ -921,11 +921,14 @@ class Supervisor:
             self._runners[name].close(timeout)
         return states
 
-    def update(self, specs: Iterable[ComponentSpec], reinstall: Iterable[str] = ()) -> list[str]:
+    def update(self, specs: Iterable[ComponentSpec], reinstall: Iterable[str] = (),
+               before_start: Callable[[], None] | None = None) -> list[str]:
         """Apply a new deployment: stop removed and changed components (dependers first),
         replace them and start the new and changed ones in dependency order; unchanged ones
         keep running. ``reinstall`` forces named components through Install again (e.g. their
-        artifacts changed). Returns the names (re)started."""
+        artifacts changed). ``before_start`` runs once they are stopped and before anything
+        starts: the place to lay the new files out (``LocalDeployer.apply``). Returns the
+        names (re)started."""
         new_specs = {s.name: s for s in specs}
         forced = set(reinstall)
         new_order = start_order({n: s.dependencies for n, s in new_specs.items()})
@@ -935,6 +938,8 @@ class Supervisor:
         for name in reversed(self._order):
             if name in replaced:
                 self._runners[name].close()
+        if before_start is not None:
+            before_start()
         runners = {n: r for n, r in self._runners.items() if n not in replaced}
         fresh = [n for n in new_order if n not in runners]
         for name in fresh:
