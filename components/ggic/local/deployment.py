@@ -769,6 +769,9 @@ class LocalDeployer:
         source = catalog.get(name, version)
         assert source is not None and manifest is not None
         recipe = source.recipe
+        if recipe.component_type != "aws.greengrass.generic":
+            logger.warning("%s is of type %s; the local runtime runs its lifecycle as a generic "
+                           "component's", name, recipe.component_type)
         context = InterpolationContext(
             component=variables[name], kernel_root=self.root, thing_name=self.thing_name,
             direct_dependencies=frozenset(dependencies), deployed=variables)
