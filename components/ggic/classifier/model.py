@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import ConfigError
 from .dlr_import import import_dlr
 from .labels import Labels, find_labels
 from .model_files import (
@@ -28,7 +29,7 @@ from .model_files import (
     input_layout,
     read_signature,
 )
-from .profiles import AUTO_DEFAULTS, BUILTIN_PROFILES, ModelProfile
+from .profiles import AUTO_DEFAULTS, BUILTIN_PROFILES, ModelProfile, custom_profile
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,23 @@ def resolve_input(signature: ModelSignature, profile: ModelProfile) -> TensorSpe
             "give input_name in a custom ModelProfile"
         )
     return signature.inputs[0]
+
+
+def profile_from_meta(signature: ModelSignature) -> ModelProfile | None:
+    """With ``auto``: the profile the model's .meta names or describes, if any."""
+    if signature.profile_name in BUILTIN_PROFILES:
+        log.info("ModelProfile auto: the model's .meta names profile %s", signature.profile_name)
+        return BUILTIN_PROFILES[signature.profile_name]
+    if signature.preprocessing:
+        try:
+            profile = custom_profile({**signature.preprocessing,
+                                      "name": signature.profile_name or "from-meta"})
+        except ConfigError as exc:
+            log.warning("ignoring the preprocessing in the model's .meta: %s", exc)
+            return None
+        log.info("ModelProfile auto: using the preprocessing the model's .meta describes")
+        return profile
+    return None
 
 
 def complete_profile(profile: ModelProfile, spec: TensorSpec) -> ModelProfile:
@@ -115,6 +133,8 @@ class LoadedModel:
         self.files = files
         self.labels = labels
         self._lock = threading.Lock()
+        if profile.name == "auto":
+            profile = profile_from_meta(signature) or profile
         spec = resolve_input(signature, profile)
         self.profile = complete_profile(profile, spec)
         self.input_spec = spec

@@ -9,6 +9,7 @@ directory of symbolic links.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -60,6 +61,11 @@ class ModelSignature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     source: str
+    #: What the .meta says about preprocessing, for ``ModelProfile: auto``: a profile name
+    #: (``Model.Name``) and/or profile fields (``Model.Preprocessing``), as written by
+    #: ``ggic model build-demo``. Neo's own .meta files carry neither.
+    profile_name: str | None = None
+    preprocessing: dict[str, Any] | None = None
 
 
 def find_model_files(model_dir: str | Path) -> ModelFiles:
@@ -136,7 +142,7 @@ def read_signature(files: ModelFiles) -> ModelSignature:
             log.warning("ignoring unreadable %s (%s); reading the graph instead", files.meta, exc)
         else:
             if signature.inputs:
-                return ModelSignature(signature.inputs, signature.outputs, str(files.meta))
+                return dataclasses.replace(signature, source=str(files.meta))
     return _signature_from_graph(files)
 
 
@@ -161,7 +167,13 @@ def _signature_from_meta(meta: dict[str, Any]) -> ModelSignature:
             out.append(TensorSpec(str(name), tuple(int(d) for d in (shape or ())), str(dtype)))
         return tuple(out)
 
-    return ModelSignature(specs(model.get("Inputs")), specs(model.get("Outputs")), "meta")
+    preprocessing = model.get("Preprocessing")
+    name = model.get("Name")
+    return ModelSignature(
+        specs(model.get("Inputs")), specs(model.get("Outputs")), "meta",
+        profile_name=str(name) if isinstance(name, str) else None,
+        preprocessing=dict(preprocessing) if isinstance(preprocessing, dict) else None,
+    )
 
 
 def _signature_from_graph(files: ModelFiles) -> ModelSignature:

