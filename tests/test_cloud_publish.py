@@ -25,81 +25,31 @@ from ggic.cloud.publish import (  # noqa: E402
     publish_settings_from_gdk_config,
     rewrite_artifact_uris,
 )
+from ggic.cloud.stubbed import FAKE_ACCOUNT as ACCOUNT  # noqa: E402
+from ggic.cloud.stubbed import (  # noqa: E402
+    NetworkRefused,
+    StubbedAws,
+    offline_environment,
+    refuse_network,
+)
 from ggic.gdk_build import build_all  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ACCOUNT = "123456789012"
 PLACEHOLDER = "s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION"
 NOW = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
 
 
 @pytest.fixture(autouse=True)
 def fake_aws_env(monkeypatch, tmp_path):
-    """Fake credentials and no config files: nothing here can use a real account."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-#: One session for the module (its loader caches the service models, so each client is quick
-#: to make), with fake, explicit credentials.
-_SESSION = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
-
-
-def _no_network(request, **_kwargs):
-    raise AssertionError(f"a request would have been sent to {request.url}")
-
-
-class Stubs:
-    """One stubbed client per service; every client refuses to send anything."""
-
-    def __init__(self, region: str) -> None:
-        self.region = region
-        self.clients: dict = {}
-        self.stubbers: dict[str, Stubber] = {}
-        self.sent: dict[str, list[dict]] = {}
-
-    def __getitem__(self, service: str) -> Stubber:
-        if service not in self.stubbers:
-            client = _SESSION.client(service, region_name=self.region)
-            client.meta.events.register("before-send", _no_network)
-            self.clients[service] = client
-            self.stubbers[service] = Stubber(client)
-            self.stubbers[service].activate()
-        return self.stubbers[service]
-
-    def capture(self, service: str, operation: str) -> list[dict]:
-        """Record the parameters of every call of ``operation`` (for bodies Stubber can't
-        compare, such as a file handle or a blob)."""
-        self[service]
-        client = self.clients[service]
-        seen = self.sent.setdefault(operation, [])
-        event = f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}"
-        client.meta.events.register(f"{event}.{operation}",
-                                    lambda params, **_: seen.append(dict(params)))
-        return seen
-
-    def aws(self, account: str | None = None) -> AwsClients:
-        for service in ("s3", "sts", "greengrassv2"):
-            self[service]
-        return AwsClients.from_clients(self.region, self.clients, account)
-
-    def verify(self) -> None:
-        for stubber in self.stubbers.values():
-            stubber.assert_no_pending_responses()
+    offline_environment(monkeypatch, tmp_path)
 
 
 @pytest.fixture
 def stubs():
-    made: list[Stubs] = []
+    made: list[StubbedAws] = []
 
-    def make(region: str = "eu-west-1") -> Stubs:
-        made.append(Stubs(region))
+    def make(region: str = "eu-west-1") -> StubbedAws:
+        made.append(StubbedAws(region))
         return made[-1]
 
     yield make
@@ -403,11 +353,18 @@ def test_no_credentials_is_a_clear_error(monkeypatch, build):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     clients = AwsClients(region_name="eu-west-1")
-    clients.client("sts").meta.events.register("before-send", _no_network)
+    refuse_network(clients.client("sts"))
     with pytest.raises(CloudError) as err:
         publish_build(clients, build, bucket_prefix="ggic-components")
     assert err.value.code == "NoCredentials"
     assert "AWS_PROFILE" in err.value.hint
+
+
+def test_a_client_without_a_stubbed_response_cannot_reach_aws():
+    clients = AwsClients(region_name="eu-west-1")
+    refuse_network(clients.client("sts"))
+    with pytest.raises(NetworkRefused):
+        clients.account()
 
 
 def test_an_unbuilt_placeholder_is_refused_before_any_call(stubs, tmp_path):
