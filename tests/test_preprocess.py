@@ -31,6 +31,29 @@ def bilinear(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return top * (1 - fy)[:, None, None] + bottom * fy[:, None, None]
 
 
+def bicubic(image: np.ndarray, out_h: int, out_w: int, a: float = -0.75) -> np.ndarray:
+    """Bicubic resampling (Keys kernel, a = -0.75 as OpenCV uses), centres at +0.5, borders
+    replicated, the result clipped to 0..255 as an 8-bit image would be."""
+
+    def weights(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+        pos = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+        base = np.floor(pos).astype(int)
+        t = pos - base
+        taps = np.stack([base - 1, base, base + 1, base + 2], axis=1)
+        d = np.abs(np.stack([t + 1, t, 1 - t, 2 - t], axis=1))
+        w = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
+                     np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
+        return np.clip(taps, 0, n_in - 1), w
+
+    in_h, in_w = image.shape[:2]
+    rows, wy = weights(out_h, in_h)
+    cols, wx = weights(out_w, in_w)
+    img = image.astype(np.float64)
+    tmp = np.einsum("ok,okwc->owc", wy, img[rows])
+    out = np.einsum("pk,hpkc->hpc", wx, tmp[:, cols])
+    return np.clip(out, 0, 255)
+
+
 def reference(bgr: np.ndarray, profile: ModelProfile) -> np.ndarray:
     height, width = bgr.shape[:2]
     out_h, out_w = profile.size
@@ -42,7 +65,8 @@ def reference(bgr: np.ndarray, profile: ModelProfile) -> np.ndarray:
             new_w, new_h = short, int(short * height / width)
         else:
             new_h, new_w = short, int(short * width / height)
-    resized = bilinear(bgr, new_h, new_w)
+    resample = {"linear": bilinear, "cubic": bicubic}[profile.interpolation]
+    resized = resample(bgr, new_h, new_w)
     top, left = int(round((new_h - out_h) / 2)), int(round((new_w - out_w) / 2))
     crop = resized[top:top + out_h, left:left + out_w]
     if profile.channel_order == "RGB":
