@@ -42,10 +42,10 @@ def main() -> None:
         dims = image_dimensions(data)
         needed = needed_decode_size(dims[0], dims[1], profile)
 
-        def full() -> None:
+        def full(data: bytes = data) -> None:
             preprocess(decode_image(data, max_pixels=10**9), profile)
 
-        def reduced() -> None:
+        def reduced(data: bytes = data, needed: tuple[int, int] = needed) -> None:
             preprocess(decode_image(data, max_pixels=10**9, needed=needed), profile)
 
         full_ms, reduced_ms = median_ms(full), median_ms(reduced)
