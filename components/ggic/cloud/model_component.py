@@ -104,6 +104,7 @@ def unpack_compiled_model(archive: Path, dest: Path) -> ModelFiles:
         if dest.exists():
             shutil.rmtree(dest)
         model_root.rename(dest)
+        dest.chmod(0o755)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return find_model_files(dest)
