@@ -13,6 +13,7 @@ from .runtime_support import configure_logging
 def build_parser() -> argparse.ArgumentParser:
     from .build_cli import add_build_parser
     from .classifier.cli import add_classifier_parser, add_classify_parser, add_tensor_parser
+    from .cloud.cli import add_cloud_parser
     from .modelgen.cli import add_model_parser
     from .requester.cli import add_requester_parser
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tensor_parser(subparsers)
     add_build_parser(subparsers)
     add_model_parser(subparsers)
+    add_cloud_parser(subparsers)
     return parser
 
 
