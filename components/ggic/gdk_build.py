@@ -155,7 +155,7 @@ def write_recipe(path: Path, recipe: Mapping[str, Any]) -> None:
         yaml.safe_dump(dict(recipe), f, sort_keys=False)
 
 
-def _set_key(mapping: dict[str, Any], key: str, value: Any) -> None:
+def set_recipe_value(mapping: dict[str, Any], key: str, value: Any) -> None:
     """Set a recipe key case-insensitively, keeping the recipe's own spelling (as GDK does)."""
     for existing in mapping:
         if existing.lower() == key.lower():
@@ -164,7 +164,8 @@ def _set_key(mapping: dict[str, Any], key: str, value: Any) -> None:
     mapping[key] = value
 
 
-def _get_key(mapping: Mapping[str, Any], key: str) -> Any:
+def recipe_value(mapping: Mapping[str, Any], key: str) -> Any:
+    """A recipe key's value, case-insensitively (as GDK and the nucleus read recipes)."""
     for existing, value in mapping.items():
         if existing.lower() == key.lower():
             return value
@@ -173,12 +174,12 @@ def _get_key(mapping: Mapping[str, Any], key: str) -> Any:
 
 def transform_recipe(recipe: dict[str, Any], project: ComponentProject,
                      built_files: Mapping[str, Path], artifacts_dir: Path) -> dict[str, Any]:
-    _set_key(recipe, "ComponentName", project.name)
-    _set_key(recipe, "ComponentVersion", project.version)
-    _set_key(recipe, "ComponentPublisher", project.author)
-    for manifest in _get_key(recipe, "Manifests") or []:
-        for artifact in _get_key(manifest, "Artifacts") or []:
-            uri = _get_key(artifact, "URI")
+    set_recipe_value(recipe, "ComponentName", project.name)
+    set_recipe_value(recipe, "ComponentVersion", project.version)
+    set_recipe_value(recipe, "ComponentPublisher", project.author)
+    for manifest in recipe_value(recipe, "Manifests") or []:
+        for artifact in recipe_value(manifest, "Artifacts") or []:
+            uri = recipe_value(artifact, "URI")
             if not isinstance(uri, str) or not uri.startswith(S3_PREFIX):
                 continue
             file_name = Path(uri).name
@@ -190,7 +191,7 @@ def transform_recipe(recipe: dict[str, Any], project: ComponentProject,
                 )
             artifacts_dir.mkdir(parents=True, exist_ok=True)
             shutil.copy(built, artifacts_dir)
-            _set_key(artifact, "Uri", f"{BUILD_URI_PREFIX}/{file_name}")
+            set_recipe_value(artifact, "Uri", f"{BUILD_URI_PREFIX}/{file_name}")
     return recipe
 
 

@@ -23,12 +23,19 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..gdk_build import BUILD_URI_PREFIX, CONFIG_FILE, read_recipe, write_recipe
+from ..gdk_build import (
+    BUILD_URI_PREFIX,
+    CONFIG_FILE,
+    read_recipe,
+    recipe_value,
+    set_recipe_value,
+    write_recipe,
+)
 from .aws import AwsClients, CloudError, Poller, aws_errors, check_bucket_name, ensure_bucket
 from .aws import upload_file as s3_upload
 
@@ -69,24 +76,6 @@ class PublishedComponent:
     uploaded: tuple[str, ...]
     recipe_path: Path
     state: str
-
-
-# --- recipes (keys case-insensitive, as GDK and the nucleus read them) ----------------------
-
-
-def recipe_value(mapping: Mapping[str, Any], key: str) -> Any:
-    for existing, value in mapping.items():
-        if existing.lower() == key.lower():
-            return value
-    return None
-
-
-def set_recipe_value(mapping: dict[str, Any], key: str, value: Any) -> None:
-    for existing in mapping:
-        if existing.lower() == key.lower():
-            mapping[existing] = value
-            return
-    mapping[key] = value
 
 
 def find_built_components(build_dir: Path,
