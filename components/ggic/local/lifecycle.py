@@ -353,7 +353,9 @@ class ComponentRunner:
     def _settled(self) -> bool:
         if self._busy:
             return False
-        return self._state in (State.FINISHED, State.BROKEN) or (
+        if self._state == State.BROKEN:
+            return self._broken_cleaned  # its Shutdown still has to run
+        return self._state == State.FINISHED or (
             self._state == State.NEW and self._desired != State.RUNNING)
 
     def _set_state(self, new: State, error_report: bool = False) -> None:
@@ -639,16 +641,16 @@ class ComponentRunner:
 
     def _handle_broken(self) -> None:
         if not self._broken_cleaned:
-            self._broken_cleaned = True
-            if self._previous in (State.STARTING, State.RUNNING, State.ERRORED):
-                with self._cond:
-                    self._busy = True
-                try:
+            with self._cond:
+                self._busy = True
+            try:
+                if self._previous in (State.STARTING, State.RUNNING, State.ERRORED):
                     self._shutdown()
-                finally:
-                    with self._cond:
-                        self._busy = False
-                        self._cond.notify_all()
+            finally:
+                with self._cond:
+                    self._broken_cleaned = True
+                    self._busy = False
+                    self._cond.notify_all()
             self.log.event("ERROR", "service-broken", "service is broken. Deployment is needed",
                            State.BROKEN.value)
         with self._cond:
