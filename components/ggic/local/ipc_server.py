@@ -240,6 +240,15 @@ class IpcServer:
     def set_access_control(self, name: str, access_control: Mapping | str | None) -> None:
         self._nucleus.set_access_control(name, access_control)
 
+    def watch_configuration(
+        self, name: str, callback: Callable[[str, tuple[str, ...]], None]
+    ) -> Callable[[], None]:
+        """``callback(component, key_path)`` for each changed key of ``name``'s configuration,
+        whoever changed it (the component's UpdateConfiguration, or :meth:`set_configuration`).
+        It runs on the thread making the change (the event loop for IPC calls): it must be
+        quick and must not call back into IPC. Returns a function that stops watching."""
+        return self._nucleus.config.watch(name, (), callback)
+
     # --- lifecycle state ---------------------------------------------------------------------
 
     def component_state(self, name: str) -> str | None:

@@ -274,6 +274,7 @@ class ComponentRunner:
         self._run_exit: int | None = None
         self._run_deadline: float | None = None
         self._generation = 0
+        self._reported_error: str | None = None  # UpdateState(ERRORED) from the component
         self._thread: threading.Thread | None = None
 
     # public API
@@ -317,6 +318,17 @@ class ComponentRunner:
                 return False
             self._desired = State.RUNNING
             self._restart_pending = True
+            self._cond.notify_all()
+        return True
+
+    def report_errored(self, reason: str = "the component reported ERRORED") -> bool:
+        """The component reported ERRORED itself (IPC UpdateState): handled like a crash, as
+        the nucleus does (Recover, stop, start again; the third error within an hour ->
+        BROKEN). False, and ignored, unless the component is RUNNING."""
+        with self._cond:
+            if self._state != State.RUNNING or self._closed:
+                return False
+            self._reported_error = reason
             self._cond.notify_all()
         return True
 
@@ -497,6 +509,8 @@ class ComponentRunner:
                 self._cond.notify_all()
 
     def _start_service(self) -> None:
+        with self._cond:
+            self._reported_error = None  # a report about an earlier run
         if self.spec.builtin:
             self._set_state(State.RUNNING)
             return
@@ -556,6 +570,7 @@ class ComponentRunner:
 
     def _handle_running(self) -> None:
         outcome = "stop"
+        reason = ""
         code = None
         with self._cond:
             while True:
@@ -564,6 +579,10 @@ class ComponentRunner:
                     self._run_exit = None
                     self._run_process = None
                     outcome = "exit"
+                    break
+                if self._reported_error is not None:
+                    reason, self._reported_error = self._reported_error, None
+                    outcome = "reported"
                     break
                 if self._stop_wanted() or self._restart_pending:
                     break
@@ -580,6 +599,8 @@ class ComponentRunner:
             self._set_state(State.STOPPING)
         elif outcome == "exit":
             self._report_error(f"Run script exited with {code}")
+        elif outcome == "reported":
+            self._report_error(reason)  # then Recover, and STOPPING ends the Run process
         elif outcome == "timeout":
             self.log.event("WARN", "service-run-timed-out",
                            "Service failed to run within timeout, calling close in process",
@@ -910,6 +931,10 @@ class Supervisor:
 
     def reinstall(self, name: str) -> None:
         self.runner(name).reinstall()
+
+    def report_errored(self, name: str, reason: str = "the component reported ERRORED") -> bool:
+        """A component's own UpdateState(ERRORED): see :meth:`ComponentRunner.report_errored`."""
+        return self.runner(name).report_errored(reason)
 
     def stop_all(self, timeout: float | None = None) -> dict[str, State]:
         for name in reversed(self._order):
