@@ -1,0 +1,717 @@
+"""The local Greengrass runtime: one IPC server, one deployer and one supervisor under one root.
+
+``LocalRuntime`` is what ``ggic local start`` and ``ggic demo`` run. It lays a root folder out
+as the nucleus does::
+
+    <root>/ipc.socket              the IPC socket (a short temp path if <root> is too deep)
+    <root>/cli.token               {"cli_auth_token", "domain_socket_path"} for `ggic local`
+    <root>/logs/greengrass.log     the runtime's log; <root>/logs/<component>.log each component's
+    <root>/logs/iotcore.jsonl      PublishToIoTCore calls, recorded (nothing leaves the machine)
+    <root>/packages/..., <root>/work/<component>/, <root>/config/   (see deployment.py)
+
+and glues the pieces together the way the nucleus does:
+
+* every deployed component is registered with the IPC server (its own token, its
+  ``accessControl``, its effective configuration); configuration is kept in step both ways: a
+  deployment's ``--update-config`` reaches running components as SubscribeToConfigurationUpdate
+  events, and a component's UpdateConfiguration is persisted for the next deployment;
+* a component reporting ERRORED with UpdateState is handled like a crash (restart; the third
+  error within an hour makes it BROKEN);
+* deployments are queued and run one at a time on a worker thread (QUEUED, IN_PROGRESS,
+  SUCCEEDED or FAILED with the reason);
+* :meth:`LocalRuntime.close` stops the components in reverse dependency order, then IPC.
+
+Callbacks arrive on the IPC event loop, the IPC callback thread, the runners' threads and the
+deployment thread: shared state is guarded by locks, and none is held while waiting.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from .component_logs import component_log_path, logs_dir, runtime_log_path, setup_runtime_logging
+from .deployment import (
+    DEFAULT_THING_NAME,
+    DeploymentError,
+    DeploymentPlan,
+    DeploymentRequest,
+    LocalDeployer,
+)
+from .ipc_server import IpcServer
+from .lifecycle import RunnerSettings, State, Supervisor, nucleus_environment
+from .platform import detect_platform
+
+log = logging.getLogger("ggic.local.runtime")
+
+ROOT_ENV = "GGIC_LOCAL_ROOT"
+DEFAULT_ROOT = Path(".ggic") / "local"
+SOCKET_NAME = "ipc.socket"
+CLI_TOKEN_FILE = "cli.token"
+IOT_CORE_LOG = "iotcore.jsonl"
+DEPLOYMENTS_FILE = "local_deployments.json"
+REUSE_VENV_ENV = "GGIC_REUSE_VENV"
+CLI_COMPONENT = "aws.greengrass.Cli"
+#: The greengrass-cli's own IPC permissions: local pub/sub on any topic (``pubsub pub/sub``).
+CLI_ACCESS_CONTROL = {
+    "aws.greengrass.ipc.pubsub": {
+        f"{CLI_COMPONENT}:pubsub:1": {
+            "policyDescription": "greengrass-cli pubsub pub/sub",
+            "operations": ["aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"],
+            "resources": ["*"],
+        }
+    }
+}
+#: sun_path is 108 bytes on Linux and 104 on macOS (IpcServer refuses longer paths).
+MAX_SOCKET_PATH_BYTES = 103
+SETTLED_STATES = frozenset({State.RUNNING, State.FINISHED, State.BROKEN})
+
+
+class DeploymentStatus:
+    QUEUED = "QUEUED"
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+FINAL_STATUSES = frozenset({DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED})
+
+
+def default_root() -> Path:
+    """``$GGIC_LOCAL_ROOT``, else ``.ggic/local`` (relative to the current directory)."""
+    return Path(os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
+
+
+@dataclass
+class LocalDeploymentRecord:
+    """One local deployment and what became of it."""
+
+    deployment_id: str
+    request: DeploymentRequest
+    created_on: datetime
+    status: str = DeploymentStatus.QUEUED
+    detailed_status: str | None = None
+    """The nucleus's DetailedDeploymentStatus once finished (SUCCESSFUL, FAILED_...)."""
+    error: str | None = None
+    error_types: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deploymentId": self.deployment_id,
+            "createdOn": self.created_on.isoformat(),
+            "status": self.status,
+            "detailedStatus": self.detailed_status,
+            "error": self.error,
+            "errorTypes": list(self.error_types),
+            "components": list(self.components),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LocalDeploymentRecord:
+        return cls(
+            deployment_id=str(data["deploymentId"]),
+            request=DeploymentRequest(),
+            created_on=datetime.fromisoformat(str(data["createdOn"])),
+            status=str(data.get("status") or DeploymentStatus.FAILED),
+            detailed_status=data.get("detailedStatus"),
+            error=data.get("error"),
+            error_types=tuple(data.get("errorTypes") or ()),
+            components=tuple(data.get("components") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    version: str
+    state: State
+    reported_state: str | None
+    """The last state the component itself reported with UpdateState in its current run."""
+    configuration: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    thing_name: str = DEFAULT_THING_NAME
+    region: str = "us-east-1"
+    platform_overrides: Mapping[str, str] = field(default_factory=dict)
+    stand_ins: tuple[Path, ...] = ()
+    """Folders of stand-in components offered to every deployment (public components such as
+    variant.DLR.ImageClassification.ModelStore that can't be downloaded here)."""
+    reuse_venv: str | None = sys.prefix
+    """Given to Install steps as $GGIC_REUSE_VENV (link this environment instead of building a
+    virtual environment: seconds instead of minutes); None builds real ones."""
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
+    deployment_timeout: float = 1800.0
+    """How long a deployment waits for its components to settle (RUNNING/FINISHED/BROKEN)."""
+    stable_seconds: float = 1.0
+    """How long the components must then stay RUNNING/FINISHED without an error for the
+    deployment to succeed (a component that crashes right after starting fails it)."""
+    resume: bool = True
+    """Start the root's last deployment again on start (as the nucleus does after a reboot)."""
+
+
+class NoSuchDeployment(KeyError):
+    pass
+
+
+class LocalRuntime:
+    """A local Greengrass core: see the module docstring. Use as a context manager or call
+    :meth:`start` and :meth:`close`."""
+
+    def __init__(self, root: str | Path, settings: RuntimeSettings | None = None) -> None:
+        self.root = Path(root).absolute()
+        self.settings = settings or RuntimeSettings()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.logs_dir = logs_dir(self.root)
+        self.iot_core_log = self.logs_dir / IOT_CORE_LOG
+        self.cli_token_file = self.root / CLI_TOKEN_FILE
+        self.platform = detect_platform(self.settings.platform_overrides)
+        self.deployer = LocalDeployer(self.root, platform=self.platform,
+                                      thing_name=self.settings.thing_name)
+        self.socket_path, self._socket_temp_dir = _choose_socket_path(self.root)
+        from .control import LocalControlHandler  # control imports this module
+
+        self.server = IpcServer(
+            self.socket_path,
+            control_handler=LocalControlHandler(self),
+            on_iot_core_publish=self._on_iot_core_publish,
+            on_state_change=self._on_reported_state,
+        )
+        self.supervisor = Supervisor(
+            [], self.root, env_for=self._component_env,
+            base_env=nucleus_environment(self.settings.thing_name, self.settings.region),
+            on_state_change=self._on_lifecycle_state, settings=self.settings.runner,
+        )
+        self.cli_token: str | None = None
+        self._log_handler: logging.Handler | None = None
+        self._lock = threading.Lock()
+        self._state_changed = threading.Condition(self._lock)
+        self._reported: dict[str, str] = {}
+        self._errors_seen: dict[str, int] = {}
+        self._versions: dict[str, str] = {}
+        self._deployments: dict[str, LocalDeploymentRecord] = {}
+        self._queue: queue.Queue[LocalDeploymentRecord | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._started = False
+        self._closed = False
+        # configuration sync (IPC <-> deployer): short critical sections only
+        self._config_lock = threading.RLock()
+        self._syncing = threading.local()
+        self._updates_since_plan: list[tuple[str, tuple[str, ...], bool, Any, int]] | None = None
+        self._unwatch: dict[str, Callable[[], None]] = {}
+        self._iot_core_lock = threading.Lock()
+        self._records_file_lock = threading.Lock()
+        self._load_deployment_records()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> LocalRuntime:
+        if self._started:
+            raise RuntimeError("the runtime is already started")
+        self._started = True
+        self._log_handler = setup_runtime_logging(self.root)
+        log.info("starting the ggic local runtime at %s (platform %s, thing %s)", self.root,
+                 self.platform, self.settings.thing_name)
+        if self._socket_temp_dir is not None:
+            log.warning("%s is too long for a Unix socket path; the IPC socket is %s",
+                        self.root / SOCKET_NAME, self.socket_path)
+        self.server.start()
+        self.cli_token = self.server.register_component(
+            CLI_COMPONENT, access_control=CLI_ACCESS_CONTROL, cli=True)
+        _write_private_json(self.cli_token_file, {
+            "cli_auth_token": self.cli_token, "domain_socket_path": str(self.socket_path),
+            "pid": os.getpid()})
+        self._worker = threading.Thread(target=self._deployment_loop, daemon=True,
+                                        name="ggic-local-deployments")
+        self._worker.start()
+        if self.settings.resume and self.deployer.root_components:
+            log.info("resuming the last deployment: %s", self.deployer.root_components)
+            self.submit_deployment(DeploymentRequest())
+        return self
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop every component (reverse dependency order), then the IPC server."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
+        self._queue.put(None)
+        if self._worker is not None:
+            self._worker.join(timeout)
+        states = self.supervisor.close(timeout)
+        if states:
+            log.info("components stopped: %s",
+                     ", ".join(f"{n} {s.value}" for n, s in states.items()))
+        for unwatch in list(self._unwatch.values()):
+            unwatch()
+        self.server.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.cli_token_file.unlink()
+        if self._socket_temp_dir is not None:
+            shutil.rmtree(self._socket_temp_dir, ignore_errors=True)
+        log.info("the ggic local runtime at %s stopped", self.root)
+        if self._log_handler is not None:
+            logging.getLogger("ggic.local").removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+    def __enter__(self) -> LocalRuntime:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- deployments -----------------------------------------------------------------------
+
+    def submit_deployment(self, request: DeploymentRequest) -> LocalDeploymentRecord:
+        """Queue a deployment; returns its record at once (status QUEUED)."""
+        if not self._started or self._closing.is_set():
+            raise RuntimeError("the runtime is not running")
+        record = LocalDeploymentRecord(str(uuid.uuid4()), request, datetime.now(timezone.utc))
+        with self._lock:
+            self._deployments[record.deployment_id] = record
+        self._save_deployment_records()
+        log.info("local deployment %s queued", record.deployment_id)
+        self._queue.put(record)
+        return record
+
+    def deploy(self, request: DeploymentRequest, timeout: float | None = None
+               ) -> LocalDeploymentRecord:
+        """Queue a deployment and wait until it has SUCCEEDED or FAILED."""
+        record = self.submit_deployment(request)
+        return self.wait_for_deployment(record.deployment_id, timeout)
+
+    def deployment(self, deployment_id: str) -> LocalDeploymentRecord:
+        with self._lock:
+            record = self._deployments.get(deployment_id)
+        if record is None:
+            raise NoSuchDeployment(deployment_id)
+        return dataclasses.replace(record)
+
+    def deployments(self) -> list[LocalDeploymentRecord]:
+        with self._lock:
+            return [dataclasses.replace(r) for r in self._deployments.values()]
+
+    def wait_for_deployment(self, deployment_id: str, timeout: float | None = None
+                            ) -> LocalDeploymentRecord:
+        """Wait until the deployment has finished (or ``timeout``); returns its record."""
+        self.deployment(deployment_id)
+        with self._state_changed:
+            self._state_changed.wait_for(
+                lambda: self._deployments[deployment_id].finished or self._closing.is_set(),
+                timeout)
+        return self.deployment(deployment_id)
+
+    def _deployment_loop(self) -> None:
+        while True:
+            record = self._queue.get()
+            if record is None:
+                return
+            if self._closing.is_set():
+                self._finish(record, DeploymentStatus.FAILED, "FAILED_NO_STATE_CHANGE",
+                             "the runtime stopped before the deployment ran", ("CLOSED",))
+                continue
+            try:
+                self._run_deployment(record)
+            except Exception as exc:  # a bug: report it on the deployment, keep serving
+                log.exception("local deployment %s failed", record.deployment_id)
+                self._finish(record, DeploymentStatus.FAILED, "FAILED_ROLLBACK_NOT_REQUESTED",
+                             f"internal error: {exc}", ("INTERNAL_ERROR",))
+
+    def _run_deployment(self, record: LocalDeploymentRecord) -> None:
+        self._set_status(record, DeploymentStatus.IN_PROGRESS)
+        log.info("local deployment %s in progress", record.deployment_id)
+        request = dataclasses.replace(
+            record.request,
+            stand_ins=tuple(self.settings.stand_ins) + tuple(record.request.stand_ins))
+        try:
+            with self._config_lock:
+                self._updates_since_plan = []
+                plan = self.deployer.plan(request)
+        except DeploymentError as exc:
+            with self._config_lock:
+                self._updates_since_plan = None
+            log.error("local deployment %s failed: %s", record.deployment_id, exc)
+            self._finish(record, DeploymentStatus.FAILED, "FAILED_NO_STATE_CHANGE", str(exc),
+                         ("REQUEST_ERROR",))
+            return
+        plan = dataclasses.replace(plan, deployment_id=record.deployment_id)
+        with self._lock:
+            record.components = tuple(plan.names)
+        states = self.supervisor.states()
+        broken = [n for n in plan.names if states.get(n) == State.BROKEN]
+        reinstall = sorted(set(plan.needs_reinstall()) | set(broken))
+        for planned in plan.components:
+            log.info("deployment %s: %s %s (%s)", record.deployment_id, planned.name,
+                     planned.version, planned.change)
+        self.supervisor.update(plan.component_specs(), reinstall=reinstall,
+                               before_start=lambda: self._apply(plan))
+        for name in plan.removed:
+            self._forget_component(name)
+        self._wait_for_components(record, plan)
+
+    def _apply(self, plan: DeploymentPlan) -> None:
+        """Between stopping the changed components and starting them: files, configuration,
+        IPC registrations."""
+        with self._config_lock:
+            self.deployer.apply(plan)
+            for name, key_path, found, value, stamp in self._updates_since_plan or ():
+                _store_update(self.deployer, name, key_path, found, value, stamp)
+            self._updates_since_plan = None
+            self.deployer.save_configuration()
+            for planned in plan.components:
+                if planned.builtin:
+                    continue
+                self._register(planned.name)
+        with self._lock:
+            self._versions = {c.name: c.version for c in plan.components}
+
+    def _wait_for_components(self, record: LocalDeploymentRecord, plan: DeploymentPlan) -> None:
+        """SUCCEEDED once every component is RUNNING or FINISHED and has stayed so, without an
+        error, for ``stable_seconds``; FAILED when one is BROKEN or on timeout."""
+        names = plan.names
+        deadline = time.monotonic() + self.settings.deployment_timeout
+        failure = None
+        while failure is None:
+            failure = self._wait_until_settled(names, deadline)
+            if failure is not None:
+                break
+            broken = [n for n in names if self.supervisor.state(n) == State.BROKEN]
+            if broken:
+                failure = ("; ".join(f"{n} is BROKEN (see {component_log_path(self.root, n)})"
+                                     for n in broken), "COMPONENT_BROKEN")
+                break
+            errors = self._error_counts(names)
+            if self._closing.wait(self.settings.stable_seconds):
+                continue  # reported by _wait_until_settled
+            states = self.supervisor.states()
+            if self._error_counts(names) == errors and \
+                    all(states.get(n) in SETTLED_STATES for n in names):
+                self._finish(record, DeploymentStatus.SUCCEEDED, "SUCCESSFUL", None, ())
+                return
+        reason, error_type = failure
+        self._finish(record, DeploymentStatus.FAILED, "FAILED_ROLLBACK_NOT_REQUESTED", reason,
+                     (error_type,))
+
+    def _wait_until_settled(self, names: Sequence[str], deadline: float
+                            ) -> tuple[str, str] | None:
+        """None once every component is RUNNING, FINISHED or BROKEN; else why not."""
+        while not self._closing.is_set():
+            if self.supervisor.wait_for(lambda s: all(s.get(n) in SETTLED_STATES for n in names),
+                                        min(0.2, max(0.0, deadline - time.monotonic()))):
+                return None
+            if time.monotonic() >= deadline:
+                states = self.supervisor.states()
+                pending = ", ".join(f"{n} is {states[n].value}" for n in names
+                                    if states.get(n) not in SETTLED_STATES)
+                return (f"components did not settle within "
+                        f"{self.settings.deployment_timeout:g} s: {pending}",
+                        "COMPONENT_UPDATE_ERROR")
+        return "the runtime stopped during the deployment", "CLOSED"
+
+    def _error_counts(self, names: Sequence[str]) -> dict[str, int]:
+        with self._lock:
+            return {n: self._errors_seen.get(n, 0) for n in names}
+
+    def _set_status(self, record: LocalDeploymentRecord, status: str) -> None:
+        with self._state_changed:
+            record.status = status
+            self._state_changed.notify_all()
+        self._save_deployment_records()
+
+    def _finish(self, record: LocalDeploymentRecord, status: str, detailed: str,
+                error: str | None, error_types: Sequence[str]) -> None:
+        with self._state_changed:
+            record.status = status
+            record.detailed_status = detailed
+            record.error = error
+            record.error_types = tuple(error_types)
+            self._state_changed.notify_all()
+        self._save_deployment_records()
+        if status == DeploymentStatus.SUCCEEDED:
+            log.info("local deployment %s SUCCEEDED", record.deployment_id)
+        else:
+            log.error("local deployment %s FAILED: %s", record.deployment_id, error)
+
+    def _load_deployment_records(self) -> None:
+        path = self.deployer.config_dir / DEPLOYMENTS_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        for item in data if isinstance(data, list) else ():
+            try:
+                record = LocalDeploymentRecord.from_json(item)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if not record.finished:  # interrupted by the last shutdown
+                record.status = DeploymentStatus.FAILED
+                record.error = record.error or "the runtime stopped during the deployment"
+            self._deployments[record.deployment_id] = record
+
+    def _save_deployment_records(self) -> None:
+        with self._records_file_lock:  # writers on several threads; the newest state wins
+            with self._lock:
+                data = [r.to_json() for r in self._deployments.values()]
+            path = self.deployer.config_dir / DEPLOYMENTS_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            os.replace(temporary, path)
+
+    # --- components ------------------------------------------------------------------------
+
+    def components(self) -> list[ComponentStatus]:
+        """Every deployed component, dependencies first."""
+        states = self.supervisor.states()
+        with self._lock:
+            versions = dict(self._versions)
+            reported = dict(self._reported)
+        with self._config_lock:
+            configs = {n: self.deployer.configuration.to_dict(n) for n in states}
+        return [ComponentStatus(n, versions.get(n, ""), s, reported.get(n), configs[n])
+                for n, s in states.items()]
+
+    def component(self, name: str) -> ComponentStatus:
+        for status in self.components():
+            if status.name == name:
+                return status
+        raise KeyError(name)
+
+    def state(self, name: str) -> State:
+        return self.supervisor.state(name)
+
+    def reported_state(self, name: str) -> str | None:
+        with self._lock:
+            return self._reported.get(name)
+
+    def wait_for_state(self, name: str, states: State | Sequence[State],
+                       timeout: float | None = None) -> bool:
+        wanted = {states} if isinstance(states, State) else set(states)
+        return self.supervisor.wait_for(lambda s: s.get(name) in wanted, timeout)
+
+    def wait_for_report(self, name: str, state: str = "RUNNING",
+                        timeout: float | None = None) -> bool:
+        """Wait until the component reports ``state`` with UpdateState in its current run.
+        False on timeout, or as soon as the component is BROKEN."""
+        def done() -> bool:
+            if self._reported.get(name) == state:
+                return True
+            try:
+                return self.supervisor.state(name) == State.BROKEN
+            except KeyError:
+                return False
+
+        with self._state_changed:
+            self._state_changed.wait_for(lambda: done() or self._closing.is_set(), timeout)
+            return self._reported.get(name) == state
+
+    def restart(self, name: str) -> bool:
+        """Stop and start the component again; False if it can't be (e.g. BROKEN)."""
+        return self.supervisor.restart(name)
+
+    def stop_component(self, name: str, timeout: float | None = 30.0) -> State:
+        return self.supervisor.stop(name, timeout)
+
+    def log_path(self, name: str | None = None) -> Path:
+        """``<root>/logs/<name>.log``, or greengrass.log for None."""
+        return runtime_log_path(self.root) if name is None else component_log_path(self.root,
+                                                                                   name)
+
+    # --- pub/sub and IoT Core ----------------------------------------------------------------
+
+    def publish(self, topic: str, message: Any) -> int:
+        return self.server.publish(topic, message)
+
+    def subscribe(self, topic_filter: str, callback: Callable[[str, Any], None]
+                  ) -> Callable[[], None]:
+        return self.server.subscribe(topic_filter, callback)
+
+    def iot_core_messages(self) -> list[dict[str, Any]]:
+        return read_iot_core_log(self.iot_core_log)
+
+    def _on_iot_core_publish(self, record: Mapping[str, Any]) -> None:
+        line = iot_core_line(record)
+        with self._iot_core_lock:
+            self.iot_core_log.parent.mkdir(parents=True, exist_ok=True)
+            with self.iot_core_log.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(line) + "\n")
+        log.info("AWS IoT Core <- %s: %s (qos %s, from %s)", line["topic"],
+                 _shorten(line["payload"]), line["qos"], line["component"])
+
+    # --- glue callbacks ----------------------------------------------------------------------
+
+    def _component_env(self, name: str) -> dict[str, str]:
+        env = self.server.component_env(name)
+        if self.settings.reuse_venv:
+            env[REUSE_VENV_ENV] = self.settings.reuse_venv
+        return env
+
+    def _register(self, name: str) -> None:
+        """Register (or refresh) a deployed component with IPC. Called with _config_lock."""
+        configuration = self.deployer.configuration.to_dict(name)
+        access_control = configuration.get("accessControl")
+        if name in self.server.components():
+            self.server.set_access_control(name, access_control)
+            self._syncing.active = True
+            try:
+                self.server.set_configuration(name, configuration)
+            finally:
+                self._syncing.active = False
+            return
+        self.server.register_component(name, access_control=access_control,
+                                       configuration=configuration)
+        self._unwatch[name] = self.server.watch_configuration(name, self._on_ipc_config_change)
+
+    def _forget_component(self, name: str) -> None:
+        unwatch = self._unwatch.pop(name, None)
+        if unwatch is not None:
+            unwatch()
+        self.server.unregister_component(name)
+        with self._lock:
+            self._reported.pop(name, None)
+        log.info("%s removed", name)
+
+    def _on_ipc_config_change(self, component: str, key_path: tuple[str, ...]) -> None:
+        """A component changed configuration through IPC: persist it (event loop thread)."""
+        if getattr(self._syncing, "active", False):
+            return
+        try:
+            value = self.server.get_configuration(component)
+        except KeyError:
+            return
+        found, value = _walk(value, key_path)
+        with self._config_lock:
+            stamp = max(int(time.time() * 1000),
+                        self.deployer.configuration.newest_timestamp() + 1)
+            _store_update(self.deployer, component, key_path, found, value, stamp)
+            if self._updates_since_plan is not None:
+                self._updates_since_plan.append((component, key_path, found, value, stamp))
+            self.deployer.save_configuration()
+        log.info("%s updated its configuration at %s", component, "/" + "/".join(key_path))
+
+    def _on_reported_state(self, name: str, state: str) -> None:
+        """UpdateState from a component (IPC callback thread)."""
+        with self._state_changed:
+            self._reported[name] = state
+            self._state_changed.notify_all()
+        if state == "ERRORED":
+            try:
+                handled = self.supervisor.report_errored(
+                    name, "the component reported ERRORED (UpdateState)")
+            except KeyError:
+                return
+            if not handled:
+                log.warning("%s reported ERRORED while not RUNNING; ignored", name)
+
+    def _on_lifecycle_state(self, name: str, old: State, new: State) -> None:
+        """A runner changed state (runner threads)."""
+        with self._state_changed:
+            if new != State.RUNNING:
+                self._reported.pop(name, None)  # what an earlier run reported
+            if new in (State.ERRORED, State.BROKEN):
+                self._errors_seen[name] = self._errors_seen.get(name, 0) + 1
+            self._state_changed.notify_all()
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _choose_socket_path(root: Path) -> tuple[Path, Path | None]:
+    """``<root>/ipc.socket`` when it fits in sun_path, else a short private temp folder."""
+    preferred = root / SOCKET_NAME
+    if len(os.fsencode(preferred)) <= MAX_SOCKET_PATH_BYTES:
+        return preferred, None
+    folder = Path(tempfile.mkdtemp(prefix="ggic-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    return folder / SOCKET_NAME, folder
+
+
+def _write_private_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write a file only its owner can read (mode 0600 from the start)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(data, out)
+    os.replace(temporary, path)
+
+
+def _walk(value: Any, key_path: Sequence[str]) -> tuple[bool, Any]:
+    for key in key_path:
+        if not isinstance(value, Mapping) or key not in value:
+            return False, None
+        value = value[key]
+    return True, value
+
+
+def _store_update(deployer: LocalDeployer, name: str, key_path: Sequence[str], found: bool,
+                  value: Any, stamp: int) -> None:
+    if found:
+        deployer.configuration.update(name, list(key_path), value, timestamp=stamp)
+    else:
+        pointer = "/" + "/".join(k.replace("~", "~0").replace("/", "~1") for k in key_path)
+        deployer.configuration.tree(name).reset(pointer)
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def iot_core_line(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded PublishToIoTCore call as one JSON-able line (payload as text if UTF-8)."""
+    payload = bytes(record.get("payload") or b"")
+    try:
+        text, encoding = payload.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
+    line = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "component": record.get("component"),
+        "topic": record.get("topic"),
+        "qos": record.get("qos"),
+        "retain": bool(record.get("retain", False)),
+        "payload": text,
+        "payloadEncoding": encoding,
+    }
+    for key in ("userProperties", "contentType", "payloadFormat", "messageExpiryIntervalSeconds"):
+        if record.get(key) is not None:
+            line[key] = record[key]
+    return line
+
+
+def read_iot_core_log(path: Path) -> list[dict[str, Any]]:
+    """The recorded PublishToIoTCore calls (``<root>/logs/iotcore.jsonl``), oldest first."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out
