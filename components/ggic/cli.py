@@ -14,6 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .build_cli import add_build_parser
     from .classifier.cli import add_classifier_parser, add_classify_parser, add_tensor_parser
     from .cloud.cli import add_cloud_parser
+    from .demo import add_demo_parser
+    from .local.cli import add_local_parser
     from .modelgen.cli import add_model_parser
     from .requester.cli import add_requester_parser
 
@@ -32,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_parser(subparsers)
     add_model_parser(subparsers)
     add_cloud_parser(subparsers)
+    add_local_parser(subparsers)
+    add_demo_parser(subparsers)
     return parser
 
 
