@@ -263,10 +263,10 @@ def _relative(path: Path) -> str:
 
 
 def run_demo(repo: Path, workdir: Path, *, timeout: float = 120.0, verbose: bool = False,
-             out: TextIO = sys.stdout) -> int:
-    """Run the demo (see the module docstring); the exit code."""
+             out: TextIO | None = None) -> int:
+    """Run the demo (see the module docstring); the exit code. Prints to ``out`` (stdout)."""
     def say(text: str = "") -> None:
-        print(text, file=out, flush=True)
+        print(text, file=out or sys.stdout, flush=True)
 
     repo, workdir = repo.resolve(), workdir.absolute()
     if not (repo / "gdk-config.json").is_file():
@@ -316,6 +316,11 @@ def _run_components(inputs: DemoInputs, timeout: float, started: float,
                 update_config=parse_update_config({name: {"MERGE": dict(configuration)}}))
             record = runtime.deploy(request, timeout)
             if record.status != "SUCCEEDED":
+                states = runtime.supervisor.states()
+                broken = [c for c in record.components if states.get(c) == State.BROKEN]
+                if broken:
+                    raise DemoError(f"{broken[0]} is BROKEN: see "
+                                    f"{_relative(runtime.log_path(broken[0]))}")
                 raise DemoError(f"the deployment of {name} {record.status}: "
                                 f"{record.error or 'timed out'}")
             say(f"deployed {name} {inputs.versions[name]}: {record.status}")

@@ -578,8 +578,10 @@ def run_sub(args: argparse.Namespace) -> int:
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     with connect(resolve_root(args.root)) as client:
         try:
+            # every `ggic local` command has the CLI's identity: receive our own `pub` too
             _response, operation = client.subscribe_to_topic(
-                topic=args.topic, on_stream_event=lambda e: received.put(_message_text(e)))
+                topic=args.topic, receive_mode="RECEIVE_ALL_MESSAGES",
+                on_stream_event=lambda e: received.put(_message_text(e)))
         except Exception as exc:
             raise _ipc_error(exc) from None
         print(f"Successfully subscribed to topic: {args.topic}", file=sys.stderr, flush=True)
