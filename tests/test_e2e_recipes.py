@@ -45,6 +45,7 @@ class Topic:
 
     def __init__(self, runtime: LocalRuntime, topic: str) -> None:
         self.messages: queue.Queue[Any] = queue.Queue()
+        self.seen: dict[str, dict] = {}  # taken by by_id while looking for another id
         runtime.subscribe(topic, lambda _t, m: self.messages.put(
             json.loads(m) if isinstance(m, bytes) else m))
 
@@ -54,11 +55,12 @@ class Topic:
                 for _ in range(n)]
 
     def by_id(self, request_id: str, timeout: float = 20.0) -> dict:
+        """The message for ``request_id``, whatever order results arrive in."""
         deadline = time.monotonic() + timeout
-        while True:
+        while request_id not in self.seen:
             message = self.messages.get(timeout=max(0.01, deadline - time.monotonic()))
-            if message.get("request_id") == request_id:
-                return message
+            self.seen[str(message.get("request_id"))] = message
+        return self.seen.pop(request_id)
 
 
 class World:

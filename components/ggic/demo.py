@@ -111,13 +111,13 @@ def prepare(repo: Path, workdir: Path) -> DemoInputs:
     images = tuple(copy_sample_photos(images_dir))
     build_dir = workdir / "greengrass-build"
     built_components = build_all(repo, build_dir)
-    versions = {recipe_dir_name(recipe): artifacts.name for recipe, artifacts in built_components}
+    versions = {component_name_of(recipe): artifacts.name for recipe, artifacts in built_components}
     stand_in = write_modelstore_stand_in(workdir / "stand-in").folder
     return DemoInputs(workdir, model_dir, built, images_dir, images, build_dir, versions,
                       stand_in)
 
 
-def recipe_dir_name(recipe: Path) -> str:
+def component_name_of(recipe: Path) -> str:
     """The component a built recipe belongs to (GDK names it after the source recipe)."""
     from .gdk_build import read_recipe
 

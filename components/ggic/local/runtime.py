@@ -268,8 +268,9 @@ class LocalRuntime:
         for unwatch in list(self._unwatch.values()):
             unwatch()
         self.server.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.cli_token_file.unlink()
+        if self.cli_token is not None:  # ours (not another runtime's, if start() failed)
+            with contextlib.suppress(FileNotFoundError):
+                self.cli_token_file.unlink()
         if self._socket_temp_dir is not None:
             shutil.rmtree(self._socket_temp_dir, ignore_errors=True)
         log.info("the ggic local runtime at %s stopped", self.root)
