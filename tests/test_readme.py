@@ -53,3 +53,18 @@ def test_commands_in_the_readme_exist():
     subcommands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for command in set(re.findall(r"ggic (\w[\w-]*)", README)):
         assert command in subcommands, f"README mentions `ggic {command}`"
+
+
+def test_local_commands_in_the_readme_exist():
+    parser = build_parser()
+    subcommands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    local = subcommands["local"]._subparsers._group_actions[0].choices
+    mentioned = set(re.findall(r"ggic local (\w[\w-]*)", README))
+    assert {"start", "deploy", "pubsub", "stop"} <= mentioned
+    for command in mentioned:
+        assert command in local, f"README mentions `ggic local {command}`"
+
+
+def test_quick_start_runs_the_demo():
+    block = README[README.index("## Quick start"):README.index("## The demo")]
+    assert "./scripts/setup.sh && .venv/bin/ggic demo" in block
