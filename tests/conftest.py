@@ -1,8 +1,11 @@
-"""Shared fixtures: real photos (from scikit-image's bundled data), decoded by OpenCV."""
+"""Shared fixtures: real photos (from scikit-image's bundled data), decoded by OpenCV; offline
+AWS clients for the cloud tests."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import pytest
@@ -27,3 +30,19 @@ def jpeg_photos(photos: list[Path], tmp_path_factory: pytest.TempPathFactory) ->
         assert cv2.imwrite(str(target), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
         out.append(target)
     return out
+
+
+@pytest.fixture
+def stubs() -> Iterator[Callable[..., Any]]:
+    """``stubs(region)`` makes a ``StubbedAws``; each one's queued responses must all be used."""
+    from ggic.cloud.stubbed import StubbedAws
+
+    made: list[StubbedAws] = []
+
+    def make(region: str = "eu-west-1") -> StubbedAws:
+        made.append(StubbedAws(region))
+        return made[-1]
+
+    yield make
+    for stubbed in made:
+        stubbed.verify()

@@ -21,7 +21,7 @@ from ggic.cloud.deploy import (  # noqa: E402
     wait_for_deployment,
 )
 from ggic.cloud.stubbed import FAKE_ACCOUNT as ACCOUNT  # noqa: E402
-from ggic.cloud.stubbed import StubbedAws, offline_environment  # noqa: E402
+from ggic.cloud.stubbed import ManualClock, manual_poller, offline_environment  # noqa: E402
 
 NOW = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
 CLASSIFIER = "com.custom.ImageClassifier"
@@ -34,35 +34,8 @@ def fake_aws_env(monkeypatch, tmp_path):
     offline_environment(monkeypatch, tmp_path)
 
 
-@pytest.fixture
-def stubs():
-    made: list[StubbedAws] = []
-
-    def make(region: str = "eu-west-1") -> StubbedAws:
-        made.append(StubbedAws(region))
-        return made[-1]
-
-    yield make
-    for s in made:
-        s.verify()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def poller(timeout: float = 100.0, interval: float = 10.0) -> tuple[Poller, FakeClock]:
-    clock = FakeClock()
-    return Poller(timeout=timeout, interval=interval, clock=clock, sleep=clock.sleep), clock
+def poller(timeout: float = 100.0, interval: float = 10.0) -> tuple[Poller, ManualClock]:
+    return manual_poller(timeout, interval)
 
 
 # --- inputs ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from ggic.cloud.neo import (  # noqa: E402
     parse_shape,
 )
 from ggic.cloud.stubbed import FAKE_ACCOUNT as ACCOUNT  # noqa: E402
-from ggic.cloud.stubbed import StubbedAws, offline_environment  # noqa: E402
+from ggic.cloud.stubbed import ManualClock, StubbedAws, manual_poller, offline_environment  # noqa: E402
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/ggic-neo"
 BUCKET = "ggic-models"
@@ -39,35 +39,8 @@ def fake_aws_env(monkeypatch, tmp_path):
     offline_environment(monkeypatch, tmp_path)
 
 
-@pytest.fixture
-def stubs():
-    made: list[StubbedAws] = []
-
-    def make(region: str = "eu-west-1") -> StubbedAws:
-        made.append(StubbedAws(region))
-        return made[-1]
-
-    yield make
-    for s in made:
-        s.verify()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def poller(timeout: float = 600.0) -> tuple[Poller, FakeClock]:
-    clock = FakeClock()
-    return Poller(timeout=timeout, interval=30, clock=clock, sleep=clock.sleep), clock
+def poller(timeout: float = 600.0) -> tuple[Poller, ManualClock]:
+    return manual_poller(timeout, interval=30)
 
 
 def torchscript_bytes() -> bytes:

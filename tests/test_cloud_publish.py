@@ -14,7 +14,7 @@ import yaml
 boto3 = pytest.importorskip("boto3")
 from botocore.stub import Stubber  # noqa: E402
 
-from ggic.cloud.aws import AwsClients, CloudError, Poller, WaitTimeout  # noqa: E402
+from ggic.cloud.aws import AwsClients, CloudError, WaitTimeout  # noqa: E402
 from ggic.cloud.publish import (  # noqa: E402
     PublishError,
     artifact_bucket,
@@ -28,7 +28,7 @@ from ggic.cloud.publish import (  # noqa: E402
 from ggic.cloud.stubbed import FAKE_ACCOUNT as ACCOUNT  # noqa: E402
 from ggic.cloud.stubbed import (  # noqa: E402
     NetworkRefused,
-    StubbedAws,
+    manual_poller,
     offline_environment,
     refuse_network,
 )
@@ -42,19 +42,6 @@ NOW = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
 @pytest.fixture(autouse=True)
 def fake_aws_env(monkeypatch, tmp_path):
     offline_environment(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def stubs():
-    made: list[StubbedAws] = []
-
-    def make(region: str = "eu-west-1") -> StubbedAws:
-        made.append(StubbedAws(region))
-        return made[-1]
-
-    yield make
-    for s in made:
-        s.verify()
 
 
 @pytest.fixture(scope="module")
@@ -408,19 +395,6 @@ def test_component_selection_and_gdk_defaults(build, tmp_path):
 # --- waiting for DEPLOYABLE -----------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def _published_with_wait(s, build, states, timeout=60.0):
     s["s3"].add_response("head_bucket", {})
     s["s3"].add_response("get_bucket_location", {"LocationConstraint": "eu-west-1"})
@@ -430,8 +404,7 @@ def _published_with_wait(s, build, states, timeout=60.0):
     for state in states:
         s["greengrassv2"].add_response("describe_component", {"status": state},
                                        {"arn": response["arn"]})
-    clock = FakeClock()
-    poller = Poller(timeout=timeout, interval=5, clock=clock, sleep=clock.sleep)
+    poller, clock = manual_poller(timeout, interval=5)
     result = publish_build(s.aws(ACCOUNT), build, bucket="my-artifacts",
                            components=["com.custom.requester"], wait=poller)
     return result, clock

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .aws import AwsClients
+from .aws import AwsClients, Poller
 
 FAKE_ACCOUNT = "123456789012"
 _SESSION: Any = None
@@ -97,3 +97,24 @@ def offline_environment(monkeypatch: Any, folder: Any) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(folder / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(folder / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+class ManualClock:
+    """A clock that only moves when slept on: a :class:`Poller` under it never waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def manual_poller(timeout: float, interval: float) -> tuple[Poller, ManualClock]:
+    """A Poller on a :class:`ManualClock`, and the clock (its ``sleeps`` say how it waited)."""
+    clock = ManualClock()
+    return Poller(timeout=timeout, interval=interval, clock=clock, sleep=clock.sleep), clock
