@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -228,3 +229,68 @@ def test_sigterm_stops_cleanly(world):
     classifier.send_signal(signal.SIGTERM)
     assert classifier.wait(30) == 0
     assert "stopped after answering" in world["log"].read_text()
+
+
+def test_the_requester_keeps_running_while_the_classifier_is_down(tmp_path, photos):
+    """Rounds time out while no classifier runs; the requester stays up, and once a classifier
+    starts, the next rounds get results: both real processes, the real client, real socket."""
+    net = write_neo_like(tmp_path / "vgg16", seed=3)
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / photos[0].name).write_bytes(photos[0].read_bytes())
+    server = IpcServer(tmp_path / "ipc.socket")
+    classifier_config = dict(recipe_defaults(CLASSIFIER))
+    classifier_config.update({"ModelDir": str(net.model_dir), "ModelProfile": "neo-vgg16",
+                              "LabelsPath": str(net.labels_path), "ScoreThreshold": "0",
+                              "AllowedImageDirs": [str(tmp_path)]})
+    server.register_component(CLASSIFIER, configuration=classifier_config,
+                              access_control=classifier_config["accessControl"])
+    requester_config = dict(recipe_defaults(REQUESTER))
+    requester_config.update({"ImageDirectory": str(images), "InferenceInterval": "0.3",
+                             "ResultTimeout": "0.5"})
+    server.register_component(REQUESTER, configuration=requester_config,
+                              access_control=requester_config["accessControl"])
+    server.start()
+    requester_log = tmp_path / "requester.log"
+    processes: list[subprocess.Popen] = []
+    try:
+        with open(requester_log, "w") as log:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "ggic", "requester"], env=component_env(server, REQUESTER),
+                stdout=log, stderr=subprocess.STDOUT))
+
+        def log_has(text: str, count: int = 1, timeout: float = 30.0) -> bool:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if requester_log.read_text().count(text) >= count:
+                    return True
+                time.sleep(0.1)
+            return False
+
+        assert log_has("timed out after 0.5 s", count=2), requester_log.read_text()
+        assert processes[0].poll() is None  # still running, still sending rounds
+        assert " ok " not in requester_log.read_text()
+
+        with open(tmp_path / "classifier.log", "w") as log:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "ggic", "classifier"],
+                env=component_env(server, CLASSIFIER), stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            answered = [line for line in requester_log.read_text().splitlines()
+                        if f"{photos[0].name}: " in line and "no result" not in line]
+            if answered:
+                break
+            time.sleep(0.1)
+        assert answered, requester_log.read_text() + (tmp_path / "classifier.log").read_text()
+        line = answered[0].split(" INFO ggic.requester.service: ")[-1]
+        top = re.match(rf"{re.escape(photos[0].name)}: (.+?) (\d\.\d\d)[,(]", line)
+        assert top and top.group(1) in net.labels, answered[0]  # a real result: a label, a score
+        assert processes[0].poll() is None
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            assert process.wait(30) == 0
+        server.stop()
