@@ -164,6 +164,8 @@ def test_reinstall_leaves_broken(tmp_path: Path) -> None:
     try:
         runner.start()
         assert runner.wait_for_state(State.BROKEN, WAIT)  # Install failed three times
+        # the state is visible to waiters just before the state-change callback runs
+        assert eventually(lambda: recorder.states("com.example.C")[-1:] == ["BROKEN"])
         assert recorder.states("com.example.C") == ["ERRORED", "NEW", "ERRORED", "NEW", "BROKEN"]
         flag.write_text("x")
         runner.reinstall()
