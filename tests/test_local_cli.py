@@ -145,6 +145,24 @@ def test_pubsub_sub_prints_what_pub_sends(running: LocalRuntime,
                 "--timeout", "0.3"]) == 1
 
 
+def test_pubsub_sub_ends_when_the_runtime_stops(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    runtime = fast_runtime(tmp_path / "root").start()
+    try:
+        subscriptions = runtime.server.subscription_count()
+        result: list[int] = []
+        subscriber = threading.Thread(target=lambda: result.append(run_ggic([
+            "local", "pubsub", "sub", "--root", str(runtime.root), "-t", "local/result"])))
+        subscriber.start()
+        wait_until(lambda: runtime.server.subscription_count() > subscriptions)
+    finally:
+        runtime.close()
+    subscriber.join(20)
+    assert not subscriber.is_alive(), "`pubsub sub` kept waiting on a runtime that had stopped"
+    assert result == [1]
+    assert "subscription to local/result was closed by the runtime" in capsys.readouterr().err
+
+
 def test_logs_prints_the_runtime_and_component_logs(running: LocalRuntime, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     root = str(running.root)

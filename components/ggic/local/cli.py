@@ -250,7 +250,8 @@ def _add_pubsub(commands: argparse._SubParsersAction, root: argparse.ArgumentPar
     subscribe = sub.add_parser(
         "sub", parents=[root], help="print the messages of a local topic",
         description="Print each message on TOPIC (MQTT wildcards + and # allowed) until "
-                    "Ctrl-C, --count messages or --timeout seconds.")
+                    "Ctrl-C, --count messages or --timeout seconds; exit 1 if the runtime "
+                    "stops meanwhile.")
     subscribe.add_argument("-t", "--topic", required=True)
     subscribe.add_argument("--count", type=int, default=None,
                            help="exit after this many messages (exit 1 if --timeout comes "
@@ -574,14 +575,16 @@ def _message_text(event: Any) -> tuple[str, str]:
 
 @_client_command
 def run_sub(args: argparse.Namespace) -> int:
-    received: queue.Queue[tuple[str, str]] = queue.Queue()
+    received: queue.Queue[tuple[str, str] | None] = queue.Queue()
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    with connect(resolve_root(args.root)) as client:
+    root = resolve_root(args.root)
+    with connect(root) as client:
         try:
             # every `ggic local` command has the CLI's identity: receive our own `pub` too
             _response, operation = client.subscribe_to_topic(
                 topic=args.topic, receive_mode="RECEIVE_ALL_MESSAGES",
-                on_stream_event=lambda e: received.put(_message_text(e)))
+                on_stream_event=lambda e: received.put(_message_text(e)),
+                on_stream_closed=lambda: received.put(None))
         except Exception as exc:
             raise _ipc_error(exc) from None
         print(f"Successfully subscribed to topic: {args.topic}", file=sys.stderr, flush=True)
@@ -592,9 +595,13 @@ def run_sub(args: argparse.Namespace) -> int:
                 if wait <= 0:
                     break
                 try:
-                    topic, text = received.get(timeout=wait)
+                    item = received.get(timeout=wait)
                 except queue.Empty:
                     continue
+                if item is None:  # the runtime stopped (or closed the stream): nothing will come
+                    raise CliError(f"the subscription to {args.topic} was closed by the runtime "
+                                   f"at {root} (stopped?) after {count} message(s)")
+                topic, text = item
                 topic = topic or args.topic
                 if args.json:
                     try:
