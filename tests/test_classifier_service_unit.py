@@ -27,13 +27,27 @@ class FakeInfo:
 class FakePipeline:
     """Stands in for ClassificationPipeline; records which threads did what."""
 
-    def __init__(self, infer_gate: threading.Event | None = None) -> None:
+    def __init__(self, infer_gate: threading.Event | None = None,
+                 warm_up_error: Exception | None = None) -> None:
         self.info = FakeInfo()
         self.infer_gate = infer_gate
+        self.warm_up_error = warm_up_error
         self.prepare_threads: list[str] = []
         self.infer_threads: list[str] = []
         self.events: list[str] = []
+        self.closed = False
         self.lock = threading.Lock()
+
+    def warm_up(self) -> float:
+        with self.lock:
+            self.infer_threads.append(threading.current_thread().name)
+            self.events.append("warm-up")
+        if self.warm_up_error is not None:
+            raise self.warm_up_error
+        return 1.0
+
+    def close(self) -> None:
+        self.closed = True
 
     def prepare(self, source, limits) -> PreparedInput:
         with self.lock:
@@ -192,6 +206,7 @@ def test_inference_runs_on_one_thread_never_on_the_callback(harness):
         callers.append(threading.current_thread().name)
         h.send({"request_id": f"r{i}", "image_path": f"/img/{i}.jpg"})
     h.wait_results(6)
+    assert h.pipeline.events[0] == "warm-up"  # before any request, on the same thread
     assert set(h.pipeline.infer_threads) == {"ggic-inference"}
     assert not set(h.pipeline.prepare_threads) & set(callers)
 
@@ -202,11 +217,12 @@ def test_preprocessing_of_the_next_request_overlaps_inference(harness):
     h.send({"request_id": "first", "image_path": "/img/1.jpg"})
     h.send({"request_id": "second", "image_path": "/img/2.jpg"})
     deadline = time.monotonic() + 5
-    while len(h.pipeline.events) < 3 and time.monotonic() < deadline:
+    while len(h.pipeline.events) < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
     # while the first inference is blocked, the second image has been prepared
     try:
-        assert sorted(h.pipeline.events) == ["infer", "prepare /img/1.jpg", "prepare /img/2.jpg"]
+        assert sorted(h.pipeline.events) == ["infer", "prepare /img/1.jpg", "prepare /img/2.jpg",
+                                             "warm-up"]
         assert h.published == []
     finally:
         gate.set()
@@ -242,6 +258,18 @@ def test_model_load_failure_reports_errored_and_answers_model_error(harness, cap
     (_, result), = h.wait_results(1)
     assert result["error"]["code"] == "MODEL_ERROR"
     assert "/nope" in result["error"]["message"]
+
+
+def test_a_failed_warm_up_reports_errored_closes_the_model_and_answers_model_error(harness):
+    pipeline = FakePipeline(warm_up_error=RuntimeError("kernel crashed"))
+    h = harness(pipeline=pipeline)
+    h.ipc.update_state.assert_called_with("ERRORED")
+    assert pipeline.closed
+    assert pipeline.infer_threads == ["ggic-inference"]
+    h.send({"request_id": "x", "image_path": "/a.jpg"})
+    (_, result), = h.wait_results(1)
+    assert result["error"]["code"] == "MODEL_ERROR"
+    assert "warm-up inference failed: kernel crashed" in result["error"]["message"]
 
 
 def test_shutdown_answers_accepted_requests_then_refuses_new_ones(harness):

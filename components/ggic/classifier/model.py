@@ -218,8 +218,9 @@ def load_model(model_dir: str | Path, profile: ModelProfile, labels_path: str = 
         load_ms=model.load_ms,
         warmup_ms=warmup_ms,
     )
-    log.info("loaded model %s in %.1f ms (warm-up %.1f ms): %s; labels: %s",
-             files.directory, model.load_ms, warmup_ms, model.profile.describe(), labels.source)
+    warmed = f"warm-up {warmup_ms:.1f} ms" if warm_up else "not warmed up yet"
+    log.info("loaded model %s in %.1f ms (%s): %s; labels: %s",
+             files.directory, model.load_ms, warmed, model.profile.describe(), labels.source)
     return model, info
 
 

@@ -80,6 +80,13 @@ class ClassificationPipeline:
         prepared.timing_ms["inference"] = _ms(started)
         return scores_from_output(output, self.profile.output)
 
+    def warm_up(self) -> float:
+        """One inference on zeros, on the thread that will run the model; its time in ms."""
+        return self.model.warm_up()
+
+    def close(self) -> None:
+        self.model.close()
+
     def predictions(self, scores: np.ndarray, k: int, threshold: float) -> list[Prediction]:
         return top_k(scores, k, threshold, self.model.labels)
 

@@ -9,7 +9,10 @@ Threads and queues (no inference and no IPC call ever runs on an IPC callback th
     outbox --one publisher thread--> PublishToTopic (and PublishToIoTCore when enabled)
 
 Decoding the next request overlaps inference of the current one, and the one ``DLRModel`` is
-only ever run by the inference thread. ``pending`` counts messages received and not yet
+only ever run by the inference thread, its warm-up included: a model's OpenMP kernels keep a
+thread pool per thread that runs them, and a second pool (say, the main thread's, from a warm-up
+there) oversubscribes the cores, which makes libgomp's barriers sleep instead of spin: inference
+on a 2-core machine took twice as long. ``pending`` counts messages received and not yet
 answered; on SIGTERM the service unsubscribes, answers everything pending, and exits 0.
 """
 
@@ -62,11 +65,30 @@ ModelLoader = Callable[[ClassifierConfig], ClassificationPipeline]
 
 def default_model_loader(config: ClassifierConfig) -> ClassificationPipeline:
     """Load the model the configuration names (ModelDir empty: $GGIC_DEFAULT_MODEL_DIR, which
-    the recipe sets to the ModelStore model copied for this platform)."""
+    the recipe sets to the ModelStore model copied for this platform). Not warmed up: the
+    service does that on its inference thread."""
     model_dir = config.model_dir or os.environ.get(DEFAULT_MODEL_DIR_ENV, "")
     model, info = load_model(model_dir, resolve_profile(config.model_profile),
-                             config.labels_path)
+                             config.labels_path, warm_up=False)
     return ClassificationPipeline(model, info)
+
+
+class WarmUp:
+    """A warm-up for the inference thread to run; the loading thread waits for its outcome."""
+
+    def __init__(self, pipeline: ClassificationPipeline) -> None:
+        self.pipeline = pipeline
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.ms = 0.0
+
+    def run(self) -> None:
+        try:
+            self.ms = self.pipeline.warm_up()
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.done.set()
 
 
 @dataclass(frozen=True)
@@ -194,6 +216,7 @@ class ClassifierService:
         config = self.config
         try:
             pipeline = self.model_loader(config)
+            self._warm_up(pipeline)
         except (ModelLoadError, ConfigError) as exc:
             self.model_error = str(exc)
             log.error("cannot load the model: %s", exc)
@@ -203,6 +226,17 @@ class ClassifierService:
         self.model_error = None
         self._report_state("RUNNING")
         return True
+
+    def _warm_up(self, pipeline: ClassificationPipeline) -> None:
+        """Warm the new model up on the inference thread (the one that will run it), between
+        requests; the current model keeps serving until then. Raises ModelLoadError."""
+        warm_up = WarmUp(pipeline)
+        self._ready.put(warm_up)
+        warm_up.done.wait()
+        if warm_up.error is not None:
+            pipeline.close()
+            raise ModelLoadError(f"warm-up inference failed: {warm_up.error}") from warm_up.error
+        log.info("warm-up inference on the inference thread: %.1f ms", warm_up.ms)
 
     def _report_state(self, state: str) -> None:
         try:
@@ -287,6 +321,9 @@ class ClassifierService:
             item = self._ready.get()
             if item is _STOP:
                 return
+            if isinstance(item, WarmUp):
+                item.run()
+                continue
             job, pipeline, prepared = item
             prepared: PreparedInput
             try:
