@@ -20,16 +20,19 @@ ACCESS = {"aws.greengrass.ipc.pubsub": {"c:pubsub:1": {
 
 
 class FakeInfo:
+    def __init__(self, name: str = "fake") -> None:
+        self.name = name
+
     def summary(self) -> dict[str, str]:
-        return {"name": "fake", "profile": "fake"}
+        return {"name": self.name, "profile": "fake"}
 
 
 class FakePipeline:
     """Stands in for ClassificationPipeline; records which threads did what."""
 
     def __init__(self, infer_gate: threading.Event | None = None,
-                 warm_up_error: Exception | None = None) -> None:
-        self.info = FakeInfo()
+                 warm_up_error: Exception | None = None, name: str = "fake") -> None:
+        self.info = FakeInfo(name)
         self.infer_gate = infer_gate
         self.warm_up_error = warm_up_error
         self.prepare_threads: list[str] = []
@@ -87,10 +90,17 @@ class Harness:
         self.ipc.publish.side_effect = self._publish
         self.pipeline = pipeline or FakePipeline()
 
+        self.loaded_dirs: list[str] = []
+
         def loader(cfg):
+            self.loaded_dirs.append(cfg.model_dir)
             if load_error is not None:
                 raise load_error
+            if cfg.model_dir in self.models:
+                return self.models[cfg.model_dir]()
             return self.pipeline
+
+        self.models: dict[str, Any] = {}  # ModelDir -> () -> a pipeline (or raises)
 
         self.service = ClassifierService(self.ipc, model_loader=loader)
 
@@ -270,6 +280,53 @@ def test_a_failed_warm_up_reports_errored_closes_the_model_and_answers_model_err
     (_, result), = h.wait_results(1)
     assert result["error"]["code"] == "MODEL_ERROR"
     assert "warm-up inference failed: kernel crashed" in result["error"]["message"]
+
+
+def test_a_model_dir_change_loads_and_warms_the_new_model_before_it_takes_over(harness):
+    h = harness({"ModelDir": "/models/a"})
+    new = FakePipeline(name="b")
+    h.models["/models/b"] = lambda: new
+    h.send({"request_id": "before", "image_path": "/a.jpg"})
+    h.wait_results(1)
+    h.config["ModelDir"] = "/models/b"
+    h.service.apply_config_update()
+    assert h.loaded_dirs == ["/models/a", "/models/b"]
+    assert new.events == ["warm-up"] and new.infer_threads == ["ggic-inference"]
+    h.send({"request_id": "after", "image_path": "/a.jpg"})
+    h.wait_results(2)
+    models = {k: v["model"]["name"] for k, v in h.by_id().items()}
+    assert models == {"before": "fake", "after": "b"}
+    assert h.service.config.model_dir == "/models/b"
+    assert [c.args for c in h.ipc.update_state.call_args_list] == [("RUNNING",), ("RUNNING",)]
+
+
+def test_a_model_that_cannot_load_is_refused_and_the_old_one_keeps_serving(harness, caplog):
+    from ggic.classifier.model_files import ModelLoadError
+
+    h = harness({"ModelDir": "/models/a"})
+
+    def broken():
+        raise ModelLoadError("no compiled model in /models/broken: check ModelDir")
+
+    h.models["/models/broken"] = broken
+    h.config["ModelDir"] = "/models/broken"
+    with caplog.at_level(logging.ERROR):
+        h.service.apply_config_update()
+    assert "refused the new model settings" in caplog.text
+    assert "check ModelDir" in caplog.text and "previous model (fake) keeps serving" in caplog.text
+    assert h.service.config.model_dir == "/models/a"  # what is in force, for the next update
+    h.ipc.update_state.assert_called_once_with("RUNNING")  # never ERRORED: it still works
+    h.send({"request_id": "x", "image_path": "/a.jpg"})
+    (_, result), = h.wait_results(1)
+    assert result["status"] == "ok" and result["model"]["name"] == "fake"
+    # a later fix of the same key is seen as a change again
+    fixed = FakePipeline(name="broken-fixed")
+    h.models["/models/broken"] = lambda: fixed
+    h.service.apply_config_update()
+    assert h.service.config.model_dir == "/models/broken"
+    h.send({"request_id": "y", "image_path": "/a.jpg"})
+    h.wait_results(2)
+    assert h.by_id()["y"]["model"]["name"] == "broken-fixed"
 
 
 def test_shutdown_answers_accepted_requests_then_refuses_new_ones(harness):

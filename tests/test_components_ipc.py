@@ -28,7 +28,7 @@ from ggic.classifier.pipeline import ClassificationPipeline
 from ggic.classifier.profiles import resolve_profile
 from ggic.local.ipc_server import IpcServer
 from ggic.messages import ImageSource, SourceKind
-from ggic.modelgen.testnets import write_neo_like
+from ggic.modelgen.testnets import write_modelstore_like, write_neo_like
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER = "com.custom.ImageClassifier"
@@ -222,6 +222,43 @@ def test_topk_changes_while_running(world):
         assert "configuration updated: TopK" in world["log"].read_text()
     finally:
         server.set_configuration(CLASSIFIER, config)
+
+
+def test_a_new_model_takes_over_while_running_and_a_broken_one_is_refused(world):
+    server = world["server"]
+    config = server.get_configuration(CLASSIFIER)
+    other = write_modelstore_like(world["root"] / "resnet", seed=5, num_classes=10)
+    log = world["log"]
+
+    def profiles() -> set[str]:
+        return {o["model"]["profile"] for o in run_requester(world)}
+
+    def until(predicate) -> bool:
+        deadline = time.monotonic() + 20
+        while not predicate() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return predicate()
+
+    try:
+        server.set_configuration(CLASSIFIER, {
+            **config, "ModelDir": str(other.model_dir), "ModelProfile": "auto",
+            "LabelsPath": ""})
+        assert until(lambda: profiles() == {"modelstore-resnet50"}), log.read_text()
+        outcome = run_requester(world)[0]
+        assert {p["label"] for p in outcome["predictions"]} <= set(other.labels)
+        assert "the new model takes over" in log.read_text()
+
+        broken = world["root"] / "broken-model"
+        broken.mkdir(exist_ok=True)
+        (broken / "compiled.params").write_bytes(b"not params")
+        server.set_configuration(CLASSIFIER, {
+            **config, "ModelDir": str(broken), "ModelProfile": "auto", "LabelsPath": ""})
+        assert until(lambda: "refused the new model settings" in log.read_text())
+        assert profiles() == {"modelstore-resnet50"}  # the working model still answers
+        assert server.component_state(CLASSIFIER) == "RUNNING"
+    finally:
+        server.set_configuration(CLASSIFIER, config)
+    assert until(lambda: profiles() == {"neo-vgg16"})
 
 
 def test_sigterm_stops_cleanly(world):

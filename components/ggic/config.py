@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -200,6 +200,14 @@ def changed_keys(old: Any, new: Any) -> list[str]:
         for f in dataclasses.fields(old)
         if getattr(old, f.name) != getattr(new, f.name)
     ]
+
+
+def with_values_of(new: Any, old: Any, keys: Iterable[str]) -> Any:
+    """``new`` with the settings named by ``keys`` (configuration keys) taken from ``old``."""
+    wanted = set(keys)
+    return dataclasses.replace(new, **{
+        f.name: getattr(old, f.name) for f in dataclasses.fields(old)
+        if f.metadata["key"] in wanted})
 
 
 def restart_only_keys(cls: type) -> list[str]:

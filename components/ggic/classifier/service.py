@@ -34,6 +34,7 @@ from ..config import (
     config_from_mapping,
     restart_only_keys,
     unknown_keys,
+    with_values_of,
 )
 from ..ipc import IpcClient, IpcError, Subscription
 from ..messages import (
@@ -207,21 +208,34 @@ class ClassifierService:
                 log.warning("%s changed; it takes effect when the component restarts", key)
         if "RequestTopic" in changed:
             self._subscribe_requests()
-        if any(key in changed for key in MODEL_KEYS):
-            self._load_model()
+        model_keys = [key for key in MODEL_KEYS if key in changed]
+        if model_keys and not self._load_model() and self.pipeline is not None:
+            # refused like an invalid update: the model that works keeps serving
+            self.config = with_values_of(self.config, old, model_keys)
 
     # --- model -------------------------------------------------------------------------------
 
     def _load_model(self) -> bool:
+        """Load and warm up the configured model; it replaces the current one only once it is
+        ready. If it can't load and no model serves yet: ERRORED (requests get MODEL_ERROR);
+        if one serves already, it keeps serving and the failure is only logged."""
         config = self.config
         try:
             pipeline = self.model_loader(config)
             self._warm_up(pipeline)
         except (ModelLoadError, ConfigError) as exc:
+            if self.pipeline is not None:
+                log.error("refused the new model settings: cannot load the model: %s. The "
+                          "previous model (%s) keeps serving.", exc,
+                          self.pipeline.info.summary().get("name", "?"))
+                return False
             self.model_error = str(exc)
             log.error("cannot load the model: %s", exc)
             self._report_state("ERRORED")
             return False
+        if self.pipeline is not None:
+            log.info("the new model takes over from %s",
+                     self.pipeline.info.summary().get("name", "?"))
         self.pipeline = pipeline
         self.model_error = None
         self._report_state("RUNNING")
