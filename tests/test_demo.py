@@ -4,7 +4,12 @@ demo model, the real photos, both components built and run under the local runti
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +64,47 @@ def test_ggic_demo_classifies_every_photo_and_stops_everything(
     assert code == 0, out
     assert "EfficientNet-Lite0, reused" in out
     assert (root / "logs" / "greengrass.log").read_text().count("starting the ggic local") == 1
+
+
+def processes_under(folder: Path) -> list[str]:
+    """Command lines of the live processes that run something from ``folder``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(folder) in cmdline and state != "Z":
+            found.append(cmdline)
+    return found
+
+
+def test_sigterm_stops_the_demo_and_everything_it_started(workdir: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "components"))
+    out_path = workdir.parent / "sigterm-demo.out"
+    with open(out_path, "w") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "ggic", "demo", "--workdir", str(workdir), "--project-dir",
+             str(REPO)], stdout=out, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while "reported RUNNING" not in out_path.read_text() and demo.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert demo.poll() is None, out_path.read_text()
+        assert processes_under(workdir / "root"), "the classifier should be running"
+        demo.send_signal(signal.SIGTERM)
+        _, err = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted (SIGTERM)" in err
+    assert "stopped the local runtime" in out_path.read_text()
+    assert processes_under(workdir / "root") == []
 
 
 def test_ggic_demo_says_what_broke_and_exits_1(workdir: Path,

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import shutil
+import signal
 import statistics
 import sys
 import threading
@@ -410,12 +411,28 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from .modelgen.efficientnet_lite import DemoModelError
     from .sample_images import SamplePhotosMissing
 
+    def terminate(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: the runtime and its components stop
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         return run_demo(args.project_dir, args.workdir, timeout=args.timeout,
                         verbose=args.verbose)
     except (DemoError, DemoModelError, SamplePhotosMissing, BuildError, StandInError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        print(f"interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the demo is so that its cleanup runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
