@@ -331,3 +331,35 @@ def test_the_requester_keeps_running_while_the_classifier_is_down(tmp_path, phot
         for process in processes:
             assert process.wait(30) == 0
         server.stop()
+
+
+def test_sigterm_stops_the_requester_mid_round(tmp_path, photos):
+    """Greengrass gives a component 5 s after SIGTERM: a requester waiting for results (here
+    ResultTimeout 60 s, no classifier) stops waiting and exits 0 at once."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / photos[0].name).write_bytes(photos[0].read_bytes())
+    server = IpcServer(tmp_path / "ipc.socket")
+    config = dict(recipe_defaults(REQUESTER))
+    config.update({"ImageDirectory": str(images), "ResultTimeout": "60"})
+    server.register_component(REQUESTER, configuration=config,
+                              access_control=config["accessControl"])
+    requests = queue.Queue()
+    server.start()
+    unsubscribe = server.subscribe("local/inference", lambda _t, m: requests.put(m))
+    try:
+        requester = subprocess.Popen([sys.executable, "-m", "ggic", "requester"],
+                                     env=component_env(server, REQUESTER),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            requests.get(timeout=30)  # the round has started and waits for its result
+            requester.send_signal(signal.SIGTERM)
+            out, _ = requester.communicate(timeout=10)
+        finally:
+            if requester.poll() is None:
+                requester.kill()
+        assert requester.returncode == 0, out
+        assert "stopped before the result came" in out
+    finally:
+        unsubscribe()
+        server.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
 
@@ -86,6 +87,22 @@ def test_round_times_out_when_the_classifier_is_down_and_keeps_going(mocker, ima
     assert "timed out after 0.2 s" in caplog.text
     fake.answer = True
     assert all(o.ok for o in service.run_round())
+
+
+def test_stop_ends_a_round_waiting_for_results_at_once(mocker, image_dir, caplog):
+    fake = FakeClassifier(mocker, answer=False,
+                          config={"ImageDirectory": str(image_dir), "ResultTimeout": "60"})
+    service = RequesterService(fake.ipc)
+    service.start()
+    outcomes: list = []
+    worker = threading.Thread(target=lambda: outcomes.extend(service.run_round()))
+    worker.start()
+    while len(fake.sent) < 3:
+        time.sleep(0.01)
+    service.stop()
+    worker.join(10)
+    assert not worker.is_alive()  # it would wait ResultTimeout (60 s) otherwise
+    assert [o.problem for o in outcomes] == ["stopped before the result came"] * 3
 
 
 def test_publish_failure_is_reported_not_raised(mocker, image_dir):

@@ -8,6 +8,7 @@ classifier is down the round times out, is logged, and the next round runs as us
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -103,10 +104,12 @@ class ResultWaiter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiting: dict[str, queue.Queue[ClassificationResult]] = {}
+        self._waiting: dict[str, queue.Queue[ClassificationResult | None]] = {}
 
-    def expect(self, request_id: str) -> queue.Queue[ClassificationResult]:
-        slot: queue.Queue[ClassificationResult] = queue.Queue(maxsize=1)
+    def expect(self, request_id: str) -> queue.Queue[ClassificationResult | None]:
+        """A slot that gets the result of ``request_id``, or None if :meth:`cancel_all` came
+        first."""
+        slot: queue.Queue[ClassificationResult | None] = queue.Queue(maxsize=1)
         with self._lock:
             self._waiting[request_id] = slot
         return slot
@@ -114,6 +117,14 @@ class ResultWaiter:
     def forget(self, request_id: str) -> None:
         with self._lock:
             self._waiting.pop(request_id, None)
+
+    def cancel_all(self) -> None:
+        """Wake everyone waiting for a result with None (the service is stopping)."""
+        with self._lock:
+            slots, self._waiting = list(self._waiting.values()), {}
+        for slot in slots:
+            with contextlib.suppress(queue.Full):
+                slot.put_nowait(None)
 
     def on_result(self, topic: str, payload: Any) -> None:
         """IPC callback: never blocks."""
@@ -195,9 +206,12 @@ class RequesterService:
         if not images:
             log.warning("no images in %s", config.image_directory)
             return []
-        sent: list[tuple[Path, str, queue.Queue[ClassificationResult]]] = []
+        sent: list[tuple[Path, str, queue.Queue[ClassificationResult | None]]] = []
         outcomes: list[Outcome] = []
         for image in images:
+            if self._stop.is_set():
+                outcomes.append(Outcome(image, "-", None, "not sent: stopping"))
+                continue
             try:
                 request = build_request(image, config)
             except (OSError, ValueError) as exc:
@@ -214,9 +228,18 @@ class RequesterService:
         deadline = time.monotonic() + config.result_timeout
         for image, request_id, slot in sent:
             try:
-                result = slot.get(timeout=max(0.0, deadline - time.monotonic()))
-                outcomes.append(Outcome(image, request_id, result))
+                # (a slot made after stop()'s cancel_all would never be woken: don't wait then)
+                wait = 0.0 if self._stop.is_set() else max(0.0, deadline - time.monotonic())
+                result = slot.get(timeout=wait)
             except queue.Empty:
+                result = None
+            if result is not None:
+                outcomes.append(Outcome(image, request_id, result))
+            elif self._stop.is_set():
+                self.waiter.forget(request_id)
+                outcomes.append(Outcome(image, request_id, None,
+                                        "stopped before the result came"))
+            else:
                 self.waiter.forget(request_id)
                 outcomes.append(Outcome(
                     image, request_id, None,
@@ -241,7 +264,9 @@ class RequesterService:
         self.close()
 
     def stop(self) -> None:
+        """Stop (safe from a signal handler): a round in progress stops waiting for results."""
         self._stop.set()
+        self.waiter.cancel_all()
 
     def close(self) -> None:
         for sub in self._subs:
