@@ -347,6 +347,27 @@ def test_shutdown_answers_accepted_requests_then_refuses_new_ones(harness):
     assert by_id["late"]["error"]["code"] == "UNAVAILABLE"
 
 
+def test_what_cannot_be_classified_before_the_kill_is_answered_unavailable(harness, mocker):
+    import ggic.classifier.service as service_module
+
+    mocker.patch.object(service_module, "DRAIN_TIMEOUT_S", 0.2)
+    gate = threading.Event()
+    h = harness({"Workers": "1"}, pipeline=FakePipeline(infer_gate=gate))
+    for i in range(5):
+        h.send({"request_id": f"r{i}", "image_path": f"/img/{i}.jpg"})
+    stopper = threading.Thread(target=h.service.shutdown)
+    stopper.start()
+    time.sleep(0.4)  # past the drain time, the first inference still running
+    gate.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert len(h.published) == 5  # each request answered exactly once (the publisher ended)
+    codes = {k: v.get("error", {}).get("code", v["status"]) for k, v in h.by_id().items()}
+    assert codes == {"r0": "ok", "r1": "UNAVAILABLE", "r2": "UNAVAILABLE",
+                     "r3": "UNAVAILABLE", "r4": "UNAVAILABLE"}
+    assert "send it again" in h.by_id()["r1"]["error"]["message"]
+
+
 def test_publish_failures_are_retried_then_logged(harness, caplog):
     h = harness()
     calls = []

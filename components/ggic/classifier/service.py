@@ -57,8 +57,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR_ENV = "GGIC_DEFAULT_MODEL_DIR"
 MODEL_KEYS = ("ModelDir", "ModelProfile", "LabelsPath")
-#: How long a stopping service waits for accepted requests to be answered.
-DRAIN_TIMEOUT_S = 20.0
+#: How long a stopping service goes on classifying the requests it accepted.
+DRAIN_TIMEOUT_S = 4.0  # Greengrass sends SIGKILL 5 s after SIGTERM
+#: Past the drain time, what is still queued is answered UNAVAILABLE; this much more is allowed
+#: for the inference in flight and the publishing.
+DRAIN_GRACE_S = 0.8
 PUBLISH_ATTEMPTS = 3
 
 ModelLoader = Callable[[ClassifierConfig], ClassificationPipeline]
@@ -157,6 +160,7 @@ class ClassifierService:
         self._control: queue.Queue[str] = queue.Queue()
         self._stop = threading.Event()
         self._accepting = threading.Event()
+        self._drain_deadline: float | None = None
         self._pending = 0
         self._pending_lock = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -315,6 +319,8 @@ class ClassifierService:
             job = self._work.get()
             if job is _STOP:
                 return
+            if self._out_of_time(job):
+                continue
             pipeline = self.pipeline
             try:
                 if pipeline is None:
@@ -339,6 +345,8 @@ class ClassifierService:
                 item.run()
                 continue
             job, pipeline, prepared = item
+            if self._out_of_time(job):
+                continue
             prepared: PreparedInput
             try:
                 scores = pipeline.infer(prepared)
@@ -355,6 +363,16 @@ class ClassifierService:
             result = ClassificationResult.success(
                 job.request.request_id, predictions, pipeline.info.summary(), timing)
             self._send(job.reply_topic, result)
+
+    def _out_of_time(self, job: Job) -> bool:
+        """Stopping and past the drain time: answer ``job`` UNAVAILABLE instead of working."""
+        deadline = self._drain_deadline
+        if deadline is None or time.monotonic() < deadline:
+            return False
+        self._send_error(job, ClassificationError(
+            ErrorCode.UNAVAILABLE, "the classifier stopped before it could classify this "
+            "request; send it again when it runs", job.request.request_id))
+        return True
 
     def _send_error(self, job: Job, exc: ClassificationError) -> None:
         log.warning("request %s failed: %s", job.request.request_id, exc)
@@ -454,9 +472,10 @@ class ClassifierService:
         for sub in (self._request_sub, self._config_sub):
             if sub is not None:
                 sub.close()
-        if not self.wait_idle(DRAIN_TIMEOUT_S):
-            log.error("stopped with %d requests unanswered after %.0f s", self._pending,
-                      DRAIN_TIMEOUT_S)
+        self._drain_deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        if not self.wait_idle(DRAIN_TIMEOUT_S + DRAIN_GRACE_S):
+            log.error("stopped with %d requests unanswered after %.1f s", self._pending,
+                      DRAIN_TIMEOUT_S + DRAIN_GRACE_S)
         for _ in range(self.config.workers):
             self._work.put(_STOP)  # type: ignore[arg-type]
         self._ready.put(_STOP)
