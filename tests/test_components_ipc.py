@@ -41,6 +41,14 @@ def recipe_defaults(name: str) -> dict:
     return recipe["ComponentConfiguration"]["DefaultConfiguration"]
 
 
+def register_from_recipe(server: IpcServer, name: str, **settings: object) -> dict:
+    """Register ``name`` with its recipe's default configuration and accessControl, with
+    ``settings`` changed; the configuration registered."""
+    config = {**recipe_defaults(name), **settings}
+    server.register_component(name, configuration=config, access_control=config["accessControl"])
+    return config
+
+
 def component_env(server: IpcServer, name: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(server.component_env(name))
@@ -72,17 +80,10 @@ def world(tmp_path_factory, photos):
     for photo in photos[:3]:
         (images / photo.name).write_bytes(photo.read_bytes())
     server = IpcServer(root / "ipc.socket")
-    classifier_config = dict(recipe_defaults(CLASSIFIER))
-    classifier_config.update({
-        "ModelDir": str(net.model_dir), "ModelProfile": "neo-vgg16",
-        "LabelsPath": str(net.labels_path), "AllowedImageDirs": [str(root)],
-        "TopK": "5", "ScoreThreshold": "0"})
-    server.register_component(CLASSIFIER, configuration=classifier_config,
-                              access_control=classifier_config["accessControl"])
-    requester_config = dict(recipe_defaults(REQUESTER))
-    requester_config.update({"ImageDirectory": str(images), "ResultTimeout": "20"})
-    server.register_component(REQUESTER, configuration=requester_config,
-                              access_control=requester_config["accessControl"])
+    register_from_recipe(server, CLASSIFIER, ModelDir=str(net.model_dir),
+                         ModelProfile="neo-vgg16", LabelsPath=str(net.labels_path),
+                         AllowedImageDirs=[str(root)], TopK="5", ScoreThreshold="0")
+    register_from_recipe(server, REQUESTER, ImageDirectory=str(images), ResultTimeout="20")
     server.start()
     results = Results(server)
     log = open(root / "classifier.log", "w")  # noqa: SIM115 - closed at teardown
@@ -276,17 +277,11 @@ def test_the_requester_keeps_running_while_the_classifier_is_down(tmp_path, phot
     images.mkdir()
     (images / photos[0].name).write_bytes(photos[0].read_bytes())
     server = IpcServer(tmp_path / "ipc.socket")
-    classifier_config = dict(recipe_defaults(CLASSIFIER))
-    classifier_config.update({"ModelDir": str(net.model_dir), "ModelProfile": "neo-vgg16",
-                              "LabelsPath": str(net.labels_path), "ScoreThreshold": "0",
-                              "AllowedImageDirs": [str(tmp_path)]})
-    server.register_component(CLASSIFIER, configuration=classifier_config,
-                              access_control=classifier_config["accessControl"])
-    requester_config = dict(recipe_defaults(REQUESTER))
-    requester_config.update({"ImageDirectory": str(images), "InferenceInterval": "0.3",
-                             "ResultTimeout": "0.5"})
-    server.register_component(REQUESTER, configuration=requester_config,
-                              access_control=requester_config["accessControl"])
+    register_from_recipe(server, CLASSIFIER, ModelDir=str(net.model_dir),
+                         ModelProfile="neo-vgg16", LabelsPath=str(net.labels_path),
+                         ScoreThreshold="0", AllowedImageDirs=[str(tmp_path)])
+    register_from_recipe(server, REQUESTER, ImageDirectory=str(images),
+                         InferenceInterval="0.3", ResultTimeout="0.5")
     server.start()
     requester_log = tmp_path / "requester.log"
     processes: list[subprocess.Popen] = []
@@ -340,10 +335,7 @@ def test_sigterm_stops_the_requester_mid_round(tmp_path, photos):
     images.mkdir()
     (images / photos[0].name).write_bytes(photos[0].read_bytes())
     server = IpcServer(tmp_path / "ipc.socket")
-    config = dict(recipe_defaults(REQUESTER))
-    config.update({"ImageDirectory": str(images), "ResultTimeout": "60"})
-    server.register_component(REQUESTER, configuration=config,
-                              access_control=config["accessControl"])
+    register_from_recipe(server, REQUESTER, ImageDirectory=str(images), ResultTimeout="60")
     requests = queue.Queue()
     server.start()
     unsubscribe = server.subscribe("local/inference", lambda _t, m: requests.put(m))

@@ -235,12 +235,12 @@ class RequesterService:
                 result = None
             if result is not None:
                 outcomes.append(Outcome(image, request_id, result))
-            elif self._stop.is_set():
-                self.waiter.forget(request_id)
+                continue
+            self.waiter.forget(request_id)
+            if self._stop.is_set():
                 outcomes.append(Outcome(image, request_id, None,
                                         "stopped before the result came"))
             else:
-                self.waiter.forget(request_id)
                 outcomes.append(Outcome(
                     image, request_id, None,
                     f"timed out after {config.result_timeout:g} s; is the classifier running "
