@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError
-from .dlr_import import import_dlr
+from .dlr_locate import DlrUnavailable, prepare_dlr
 from .labels import Labels, find_labels
 from .model_files import (
     ModelFiles,
@@ -141,8 +141,11 @@ class LoadedModel:
         self._staged = StagedModel(files)
         started = time.perf_counter()
         try:
-            dlr = import_dlr()
+            dlr = prepare_dlr(self._staged.path)
             self._model: Any = dlr.DLRModel(str(self._staged.path), "cpu", use_default_dlr=False)
+        except DlrUnavailable:
+            self._staged.close()
+            raise
         except Exception as exc:
             self._staged.close()
             raise ModelLoadError(_explain_dlr_failure(files, exc)) from exc
