@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .compile import TARGETS
+
 DEFAULT_DEMO_DIR = Path(".ggic") / "models" / "efficientnet-lite0"
 
 
@@ -25,8 +27,14 @@ def add_model_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--out", type=Path, default=DEFAULT_DEMO_DIR,
                        help=f"model directory to write (default: {DEFAULT_DEMO_DIR})")
-    build.add_argument("--march", default="native",
-                       help="gcc -march for the kernels (default: native; 'none' for none)")
+    build.add_argument("--march", default=None,
+                       help="gcc -march for the kernels (default: the target's; 'none' for "
+                            "none)")
+    build.add_argument("--target", default="native", choices=sorted(TARGETS),
+                       help="the device to compile the kernels for, like Neo's target "
+                            "platforms: native (this machine, the default), linux-aarch64, "
+                            "linux-armv7l (cross-compiled with Debian's gcc-aarch64-linux-gnu "
+                            "or gcc-arm-linux-gnueabihf; $CC overrides)")
     build.set_defaults(handler=run_build_demo)
     info = commands.add_parser(
         "info", help="show the files, inputs, outputs and profile the classifier would use",
@@ -38,13 +46,25 @@ def add_model_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_build_demo(args: argparse.Namespace) -> int:
+    from .compile import record_target, resolve_target, target_compiler
     from .efficientnet_lite import DemoModelError, build_demo_model
 
     try:
-        model = build_demo_model(args.out, march=None if args.march == "none" else args.march)
+        target = resolve_target(args.target)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    march = target.march if args.march is None else (None if args.march == "none"
+                                                      else args.march)
+    try:
+        with target_compiler(target):
+            model = build_demo_model(args.out, march=march, extra_flags=target.flags)
     except DemoModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if target.name != "native":
+        record_target(model.meta, target)
+        print(f"kernels compiled for {target.name} ({target.devices})")
     print(f"wrote {model.directory} in {model.build_seconds:.1f} s "
           f"(input {model.input_name} {list(model.input_shape)}, labels {model.labels.name})")
     return 0
