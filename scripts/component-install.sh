@@ -36,6 +36,33 @@ as_owner() {
 now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
 
+ensure_awsiotsdk() {
+    if ! "$venv/bin/python" -c 'import awsiot.greengrasscoreipc.clientv2' 2> /dev/null; then
+        step=$(now)
+        as_owner "$venv/bin/python" -m ensurepip --default-pip > /dev/null
+        as_owner "$venv/bin/python" -m pip install --disable-pip-version-check --no-cache-dir \
+            --quiet 'awsiotsdk>=1.21,<2'
+        echo "pip install awsiotsdk: $(took "$step")"
+    fi
+}
+
+# Off x86_64, for a component that needs no DLR, numpy or OpenCV (the requester): a venv with
+# the system's site packages and awsiotsdk; ggic comes from the artifact (PYTHONPATH).
+install_awsiotsdk_venv() {
+    started=$(now)
+    marker=$venv/.ggic-installed-from
+    if [ -f "$marker" ] && [ "$(cat "$marker")" = "$artifact" ] && [ -x "$venv/bin/python" ]
+    then
+        echo "virtual environment $venv is up to date"
+        return
+    fi
+    if [ -L "$venv" ]; then rm -f "$venv"; else rm -rf "$venv"; fi
+    as_owner "${GGIC_PYTHON:-python3}" -m venv --without-pip --system-site-packages "$venv"
+    ensure_awsiotsdk
+    as_owner sh -c 'printf "%s" "$1" > "$2"' sh "$artifact" "$marker"
+    echo "installed $venv (awsiotsdk, system site packages): $(took "$started")"
+}
+
 # On aarch64/armv7l PyPI has no libdlr.so (and on armv7l no numpy/OpenCV wheels): build the
 # venv on top of variant.DLR's, with the system's site packages, and compile nothing.
 # Imports come from: this venv (awsiotsdk if nothing else has it), variant.DLR's venv (dlr,
@@ -94,13 +121,7 @@ sys.exit(importlib.util.find_spec("dlr") is None)' 2> /dev/null; do
              "installer provides them) or install the OS's python3-numpy python3-opencv" >&2
         exit 1
     fi
-    if ! "$venv/bin/python" -c 'import awsiot.greengrasscoreipc.clientv2' 2> /dev/null; then
-        step=$(now)
-        as_owner "$venv/bin/python" -m ensurepip --default-pip > /dev/null
-        as_owner "$venv/bin/python" -m pip install --disable-pip-version-check --no-cache-dir \
-            --quiet 'awsiotsdk>=1.21,<2'
-        echo "pip install awsiotsdk: $(took "$step")"
-    fi
+    ensure_awsiotsdk
     as_owner env PYTHONPATH="$artifact/components" PYTHONDONTWRITEBYTECODE=1 \
         "$venv/bin/python" - "$dlr_venv" <<'PY' || true
 import sys
@@ -144,6 +165,12 @@ if [ -n "${GGIC_DLR_VENV:-}" ]; then
     install_on_variant_dlr
     exit 0
 fi
+case $(uname -m) in
+    x86_64|amd64) ;;
+    *)  # the requester on a Raspberry Pi/Jetson: it needs awsiotsdk only
+        install_awsiotsdk_venv
+        exit 0 ;;
+esac
 if [ -n "${GGIC_REUSE_VENV:-}" ]; then
     as_owner ln -sfn "$GGIC_REUSE_VENV" "$venv"
     echo "using the existing virtual environment $GGIC_REUSE_VENV"

@@ -35,7 +35,7 @@ DLR_VENV = Path("work/variant.DLR/greengrass_ml/greengrass_ml_dlr_venv")
 def deploy(runtime: LocalRuntime, build: Path, merge: dict[str, str], update: dict) -> None:
     record = runtime.deploy(DeploymentRequest(
         recipe_dir=build / "recipes", artifact_dir=build / "artifacts", merge=merge,
-        update_config=parse_update_config(update)), 240)
+        update_config=parse_update_config(update)), 900)
     assert record.status == "SUCCEEDED", (record.error, _tail(runtime, CLASSIFIER))
 
 
@@ -65,7 +65,7 @@ def arm_runtime(request: pytest.FixtureRequest, built: dict[str, Any]) -> Iterat
                                          architecture=folder_arch)
     with fast_runtime(base / "root", stand_ins=(stand_in.folder,),
                       platform_overrides={"architecture": label},
-                      deployment_timeout=240.0) as runtime:
+                      deployment_timeout=900.0) as runtime:
         results: queue.Queue[Any] = queue.Queue()
         runtime.subscribe("local/result", lambda _t, m: results.put(
             json.loads(m) if isinstance(m, bytes) else m))
@@ -73,7 +73,7 @@ def arm_runtime(request: pytest.FixtureRequest, built: dict[str, Any]) -> Iterat
         deploy(runtime, built["build"], {CLASSIFIER: "1.0.0"}, {
             CLASSIFIER: {"MERGE": {"AllowedImageDirs": [str(built["images"])],
                                    "ScoreThreshold": "0"}}})
-        assert runtime.wait_for_report(CLASSIFIER, "RUNNING", 60), _tail(runtime, CLASSIFIER)
+        assert runtime.wait_for_report(CLASSIFIER, "RUNNING", 300), _tail(runtime, CLASSIFIER)
         deploy(runtime, built["build"], {REQUESTER: "1.0.0"}, {
             REQUESTER: {"MERGE": {"ImageDirectory": str(built["images"]),
                                   "InferenceInterval": "0"}}})
@@ -84,12 +84,12 @@ def test_both_components_install_and_classify_from_the_arm_manifest(
         arm_runtime: LocalRuntime, built: dict[str, Any]) -> None:
     runtime = arm_runtime
     names = sorted(p.name for p in built["images"].iterdir())
-    results = [runtime.results.get(timeout=60) for _ in names]  # type: ignore[attr-defined]
+    results = [runtime.results.get(timeout=300) for _ in names]  # type: ignore[attr-defined]
     for result in results:
         assert result["status"] == "ok", result
         assert len(result["predictions"]) == 5
         assert result["model"]["profile"] == "modelstore-resnet50"
-    assert runtime.wait_for_state(REQUESTER, State.FINISHED, 60)
+    assert runtime.wait_for_state(REQUESTER, State.FINISHED, 300)
     requester_log = runtime.log_path(REQUESTER).read_text()
     for name in names:
         assert f"{name}: " in requester_log
@@ -124,7 +124,7 @@ def test_a_broken_variant_dlr_makes_the_classifier_report_errored_saying_what_to
     library.rename(saved)
     try:
         assert runtime.restart(CLASSIFIER)
-        assert runtime.wait_for_report(CLASSIFIER, "ERRORED", 60), _tail(runtime, CLASSIFIER)
+        assert runtime.wait_for_report(CLASSIFIER, "ERRORED", 300), _tail(runtime, CLASSIFIER)
         log = runtime.log_path(CLASSIFIER).read_text()
         assert "DLR's native library libdlr.so was not found" in log
         assert "deploy variant.DLR with this component (its installer puts DLR 1.6.0 with " \
