@@ -25,6 +25,10 @@ CONTRACT_VERSION = 1
 MAX_REQUEST_ID_CHARS = 128
 #: Upper bound of a per-request ``top_k`` override.
 MAX_TOP_K = 100
+#: Longest file path accepted (UTF-8 bytes; Linux's PATH_MAX) and most components in it, both
+#: checked before the path is resolved.
+MAX_PATH_BYTES = 4096
+MAX_PATH_COMPONENTS = 256
 
 _REQUEST_ID_RE = re.compile(rf"^[A-Za-z0-9._:@/+=-]{{1,{MAX_REQUEST_ID_CHARS}}}$")
 _IMAGE_SOURCE_KEYS = ("image_path", "image_dir", "image_b64", "tensor_path")
@@ -284,12 +288,30 @@ def _parse_source(message: Mapping[str, Any], max_inline_bytes: int, fail: Any) 
         if not isinstance(fname, str) or not fname or "/" in fname or fname in (".", ".."):
             raise fail(ErrorCode.INVALID_REQUEST, "fname must be a file name (no '/')")
         value = value.rstrip("/") + "/" + fname
-    if "\x00" in value:
-        raise fail(ErrorCode.INVALID_REQUEST, f"{key} contains a NUL character")
+    problem = path_problem(value)
+    if problem is not None:
+        raise fail(ErrorCode.INVALID_REQUEST, f"{key} {problem}")
     if not value.startswith("/"):
         raise fail(ErrorCode.INVALID_REQUEST, f"{key} must be an absolute path, got {value!r}")
     kind = SourceKind.TENSOR if key == "tensor_path" else SourceKind.PATH
     return ImageSource(kind, path=value)
+
+
+def path_problem(path: str) -> str | None:
+    """What makes ``path`` unusable as a file path before anything resolves it (a NUL, a lone
+    surrogate, above MAX_PATH_BYTES or MAX_PATH_COMPONENTS), or None. Cheap for any length."""
+    if "\x00" in path:
+        return "contains a NUL character"
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    if size > MAX_PATH_BYTES:
+        return f"is {size} bytes long; at most {MAX_PATH_BYTES} are accepted"
+    components = sum(1 for part in path.split("/") if part)
+    if components > MAX_PATH_COMPONENTS:
+        return f"has {components} components; at most {MAX_PATH_COMPONENTS} are accepted"
+    return None
 
 
 def _decode_b64(value: Any, max_inline_bytes: int, fail: Any) -> bytes:
