@@ -139,6 +139,18 @@ def test_swapping_a_directory_for_a_symlink_never_escapes_the_allowed_dirs(tmp_p
     assert set(seen) <= {"inside", "IMAGE_NOT_FOUND", "PATH_NOT_ALLOWED"}, seen
 
 
+def test_outside_paths_are_not_allowed_whether_or_not_they_exist(tmp_path):
+    """No oracle: the answer for a path outside AllowedImageDirs does not say whether it
+    exists (and nothing outside is opened)."""
+    (tmp_path / "allowed").mkdir()
+    (tmp_path / "secret.jpg").write_bytes(b"x")
+    limits = InputLimits.create([str(tmp_path / "allowed")], 100, 100)
+    for name in ("secret.jpg", "missing.jpg", "allowed/../secret.jpg", "allowed/../missing"):
+        assert code_of(read_file, str(tmp_path / name), limits) is ErrorCode.PATH_NOT_ALLOWED
+    assert code_of(read_file, str(tmp_path / "allowed" / "missing.jpg"),
+                   limits) is ErrorCode.IMAGE_NOT_FOUND
+
+
 def test_a_long_symlink_chain_is_a_typed_error(tmp_path):
     (tmp_path / "target.jpg").write_bytes(b"x")
     previous = "target.jpg"

@@ -108,8 +108,18 @@ def _file_type(mode: int) -> str | None:
 def _resolve(path: str, limits: InputLimits) -> tuple[int, str, bool]:
     """A descriptor for ``path`` (``O_PATH`` where there is one), its real path, checked
     against the allowed directories, and whether that real path came from the descriptor
-    itself (``/proc/self/fd``). The caller closes the descriptor."""
+    itself (``/proc/self/fd``: what was opened, whatever happened to the names meanwhile).
+    The caller closes the descriptor."""
     _check_text(path)
+    if limits.allowed_dirs:
+        # First by name, so a path outside is refused whether or not it exists (no oracle for
+        # files outside) and is never opened; the length limits bound realpath()'s work.
+        try:
+            guess: str | None = os.path.realpath(path)
+        except (OSError, ValueError, RecursionError):  # changed meanwhile: the kernel decides
+            guess = None
+        if guess is not None and not _inside(guess, limits):
+            raise _not_allowed(path, limits)
     try:
         fd = os.open(path, (_O_PATH | os.O_CLOEXEC) if _O_PATH else _READ_FLAGS)
     except OSError as exc:
