@@ -223,3 +223,17 @@ def test_opencv_limit_is_the_second_wall(tmp_path):
                           env={**env, "OPENCV_IO_MAX_IMAGE_PIXELS": "1000"},
                           capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "wall", done.stdout + done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("data, name", [
+    (b"v/1\x01" + bytes(60), "OpenEXR"),  # OpenCV's EXR codec stays off; refused anyway
+    (b"\x00\x00\x00\x1cftypavif" + bytes(60), "AVIF/HEIF"),
+    (b"\xff\xd8\xff\xe0ftyp" + bytes(60), "AVIF/HEIF"),  # OpenCV would try AVIF first
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n" + bytes(60), "JPEG XL"),
+    (b"qoif" + bytes(60), "QOI"), (b"II+\x00" + bytes(60), "BigTIFF"),
+    (b"P7\nWIDTH 12000\n" + bytes(60), "PNM"),
+])
+def test_formats_recognised_by_their_first_bytes_are_refused_by_name(data, name):
+    with pytest.raises(ClassificationError) as info:
+        decode_image(data, max_pixels=10**9)
+    assert info.value.code is ErrorCode.UNSUPPORTED_IMAGE and name in info.value.message
