@@ -4,6 +4,10 @@ its own timing (a real DLR model, real photos decoded by OpenCV)."""
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -127,3 +131,20 @@ def test_damaged_inputs_only_ever_get_typed_errors(pipeline, photos):
             load_tensor(data, (1, 3, 224, 224), "t")
         assert info.value.code is ErrorCode.BAD_TENSOR
     assert outcomes["ok"] > 0 and outcomes["error"] > 0, outcomes
+
+
+def test_ggic_classify_honours_accepted_image_formats(tmp_path, photos):
+    """The real ``ggic classify`` process with AcceptedImageFormats set to PNG only."""
+    net = write_neo_like(tmp_path / "vgg", seed=3)
+    png, jpeg = tmp_path / "a.png", tmp_path / "b.jpg"
+    image = cv2.imread(str(photos[0]))
+    assert cv2.imwrite(str(png), image) and cv2.imwrite(str(jpeg), image)
+    done = subprocess.run(
+        [sys.executable, "-m", "ggic", "classify", "--model-dir", str(net.model_dir),
+         "--model-profile", "neo-vgg16", "--accepted-image-formats", "png", "--json",
+         str(png), str(jpeg)], capture_output=True, text=True, timeout=120)
+    results = {Path(r["image"]).name: r for r in map(json.loads, done.stdout.splitlines())}
+    assert done.returncode == 1, done.stderr
+    assert results["a.png"]["status"] == "ok"
+    assert results["b.jpg"]["error"]["code"] == "UNSUPPORTED_IMAGE"
+    assert "is a JPEG image" in results["b.jpg"]["error"]["message"]
