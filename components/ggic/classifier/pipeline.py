@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class PreparedInput:
     tensor)."""
 
     tensor: np.ndarray
-    timing_ms: dict[str, float]
+    timing_ms: dict[str, float] = field(default_factory=dict)
     probe: ImageProbe | None = None
 
     @property
