@@ -237,3 +237,16 @@ def test_formats_recognised_by_their_first_bytes_are_refused_by_name(data, name)
     with pytest.raises(ClassificationError) as info:
         decode_image(data, max_pixels=10**9)
     assert info.value.code is ErrorCode.UNSUPPORTED_IMAGE and name in info.value.message
+
+
+def test_hostile_jpeg_headers_cost_little(sample):
+    """Megabytes of fill bytes, or thousands of empty segments, before the frame header: a
+    typed error after a bounded scan (fill-byte runs are skipped at once)."""
+    jpeg = encode(".jpg", sample)
+    fill = jpeg[:2] + b"\xff" * (8 * MiB) + jpeg[2:]
+    probe = probe_image(fill)
+    assert (probe.width, probe.height) == (sample.shape[1], sample.shape[0])
+    many = jpeg[:2] + b"\xff\xd0" * 20_000 + jpeg[2:]
+    with pytest.raises(ClassificationError) as info:
+        probe_image(many)
+    assert info.value.code is ErrorCode.UNSUPPORTED_IMAGE

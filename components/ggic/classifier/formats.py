@@ -15,6 +15,7 @@ refuses anything it does not understand rather than guessing. Pure Python, no Op
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -78,6 +79,9 @@ _REFUSED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 # JPEG start-of-frame markers: C0-CF except DHT (C4), JPG (C8) and DAC (CC).
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: JPEG segments looked at before the frame header (real files have a few dozen).
+_MAX_JPEG_SEGMENTS = 10_000
+_FILL_BYTES = re.compile(rb"\xff+")
 #: Chunks looked at before a PNG's first IDAT (real files have a handful).
 _MAX_PNG_CHUNKS = 1000
 
@@ -158,15 +162,17 @@ def image_dimensions(data: bytes) -> tuple[int, int] | None:
 
 
 def _jpeg(data: bytes) -> tuple[int, int] | None:
-    """The first frame header, as libjpeg reads it (a second one is an error there)."""
+    """The first frame header, as libjpeg reads it (a second one is an error there). At most
+    _MAX_JPEG_SEGMENTS segments are looked at, and runs of fill bytes are skipped at once, so
+    a hostile file costs little CPU."""
     pos = 2
     end = len(data)
-    while pos + 4 <= end:
-        if data[pos] != 0xFF:
+    for _ in range(_MAX_JPEG_SEGMENTS):
+        if pos + 4 > end or data[pos] != 0xFF:
             return None
         marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
+        if marker == 0xFF:  # fill bytes: skip the run, keep its last 0xFF as the prefix
+            pos = _FILL_BYTES.match(data, pos).end() - 1
             continue
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
             pos += 2
