@@ -18,7 +18,7 @@ from ggic.rate_limited_log import RateLimitedCounter
 from ggic.runtime_support import LOG_FORMAT, SafeFormatter
 from intake_harness import Intake
 
-HOSTILE = "id\n2026-01-01 00:00:00,000 ERROR ggic: FORGED\r\x1b[2J\u2028\ud800\udfff\x00"
+HOSTILE = "id\n2026-01-01 00:00:00,000 ERROR ggic: FORGED\r\x1b[2J\u2028\ud800-\udfff\x00"
 
 
 class ByteLog:
@@ -96,7 +96,7 @@ def test_the_formatter_escapes_messages_and_tracebacks_and_never_drops_a_line():
     assert len(records) == 3
     assert all(line.isprintable() for line in lines)
     assert max(len(line) for line in lines) < 2200
-    assert "\\ud800\\udfff" in records[0]
+    assert "\\ud800-\\udfff" in records[0]
 
 
 def test_a_rate_limited_warning_logs_one_line_per_interval_with_the_count(caplog):
