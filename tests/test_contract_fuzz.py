@@ -112,6 +112,30 @@ def test_unknown_field_names_are_listed_escaped_and_cut():
     assert len(got.error_message) < 1000
 
 
+@pytest.mark.parametrize("message", [
+    {1: "a", None: 2, ("t",): 3},  # keys JSON cannot carry: still a typed error
+    {"request_id": "r", "image_path": b"/bytes.jpg"},
+    {"request_id": "r", "image_b64": "\ud800" * 10},
+    {"request_id": "r", "image_path": "/a.jpg", "top_k": 10**5000},
+    {"request_id": "r", "image_path": "/a.jpg", "threshold": float("nan")},
+    "[" * 100_000,
+])
+def test_values_no_check_foresaw_are_invalid_request(message):
+    got = outcome(message)
+    assert isinstance(got, ClassificationResult) and got.error_code == "INVALID_REQUEST"
+
+
+def test_a_decoder_out_of_memory_is_invalid_request(monkeypatch):
+    import ggic.messages
+
+    def exhausted(_text):
+        raise MemoryError
+
+    monkeypatch.setattr(ggic.messages.json, "loads", exhausted)
+    got = outcome(b'{"request_id": "r"}')
+    assert got.error_code == "INVALID_REQUEST" and "too large" in got.error_message
+
+
 @pytest.mark.parametrize("request_id", ["abc\n", "abc\r\n", "\nabc", "a b", "x" * 129, ""])
 def test_request_id_must_match_its_pattern_whole(request_id):
     with pytest.raises(ClassificationError) as caught:

@@ -253,6 +253,9 @@ def decode_payload(payload: Any) -> Any:
         except UnicodeError as exc:
             raise ClassificationError(
                 ErrorCode.INVALID_REQUEST, f"binary message is not UTF-8: {exc}") from None
+        except MemoryError:
+            raise ClassificationError(
+                ErrorCode.INVALID_REQUEST, "binary message is too large to decode") from None
         return _loads(text, "binary message")
     if isinstance(payload, str):
         return _loads(payload, "message")
