@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from .classifier.formats import DEFAULT_ACCEPTED_FORMATS, MAX_DECODE_PIXELS, ImageFormat
+from .log_text import quote
+from .topic_names import publish_topic_problem
 
 MiB = 1024 * 1024
 
@@ -139,8 +141,11 @@ def in_range(low: float, high: float) -> Callable[[float | None], None]:
 
 
 def topic_name(value: str) -> None:
-    if not value or any(c in value for c in "#+"):
-        raise ValueError(f"must be a topic name without wildcards, got {value!r}")
+    """A topic the components publish on (or, RequestTopic, subscribe to and requesters publish
+    on): the IPC's publish rules (:mod:`ggic.topic_names`)."""
+    problem = publish_topic_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem}, got {quote(value)}")
 
 
 # --- declarative fields ---------------------------------------------------------------------
