@@ -70,14 +70,6 @@ def test_each_stage_returns_its_own_timing(pipeline, big_jpeg):
     assert [p.class_id for p in predictions] == list(np.argsort(-run.scores)[:3])
 
 
-def test_the_old_infer_api_still_reports_inference_time(pipeline, big_jpeg):
-    """The classifier service's current calls: ``infer(prepared)`` then ``timing_ms``."""
-    prepared = pipeline.prepare(ImageSource(SourceKind.PATH, path=str(big_jpeg)),
-                                InputLimits())
-    scores = pipeline.infer(prepared)
-    assert scores.shape == (1000,) and prepared.timing_ms["inference"] > 0
-
-
 def test_accepted_formats_apply_in_the_pipeline(pipeline, big_jpeg):
     limits = InputLimits.create([], 10**7, 10**8, ["PNG"])
     with pytest.raises(ClassificationError) as info:

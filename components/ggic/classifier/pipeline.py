@@ -115,13 +115,6 @@ class ClassificationPipeline:
         inference_ms = _ms(started)
         return ModelRun(scores_from_output(output, self.profile.output), inference_ms)
 
-    def infer(self, prepared: PreparedInput) -> np.ndarray:
-        """Compatibility for callers of the old API: :meth:`run_model`, with the inference
-        time also recorded in ``prepared.timing_ms`` (new code: :func:`result_timing`)."""
-        run = self.run_model(prepared)
-        prepared.timing_ms["inference"] = run.inference_ms
-        return run.scores
-
     def warm_up(self) -> float:
         """One inference on zeros, on the thread that will run the model; its time in ms."""
         return self.model.warm_up()
