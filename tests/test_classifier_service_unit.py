@@ -258,7 +258,7 @@ def test_live_topk_update_and_invalid_update_refused(harness, caplog):
 
 
 def test_model_load_failure_reports_errored_and_answers_model_error(harness, caplog):
-    from ggic.classifier.model_files import ModelLoadError
+    from ggic.classifier.backends.base import ModelLoadError
 
     with caplog.at_level(logging.ERROR):
         h = harness(load_error=ModelLoadError("ModelDir /nope does not exist: set ModelDir"))
@@ -301,7 +301,7 @@ def test_a_model_dir_change_loads_and_warms_the_new_model_before_it_takes_over(h
 
 
 def test_a_model_that_cannot_load_is_refused_and_the_old_one_keeps_serving(harness, caplog):
-    from ggic.classifier.model_files import ModelLoadError
+    from ggic.classifier.backends.base import ModelLoadError
 
     h = harness({"ModelDir": "/models/a"})
 

@@ -133,17 +133,16 @@ def run_tensor_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..config import model_profile_value
+    from .backends.registry import AUTO, inspect_model
     from .decode import decode_image
-    from .model import complete_profile, resolve_input
-    from .model_files import find_model_files, read_signature
+    from .model import profile_for
     from .preprocess import preprocess
     from .profiles import resolve_profile
 
     try:
         profile = resolve_profile(model_profile_value(args.model_profile))
         if args.model_dir is not None:
-            signature = read_signature(find_model_files(args.model_dir))
-            profile = complete_profile(profile, resolve_input(signature, profile))
+            profile, _ = profile_for(inspect_model(AUTO, args.model_dir).signature, profile)
         if profile.size is None or profile.layout is None:
             raise ConfigError([f"profile {profile.name} leaves the input size open: "
                                "give --model-dir"])

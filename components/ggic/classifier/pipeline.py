@@ -15,7 +15,7 @@ import numpy as np
 from ..messages import ClassificationError, ErrorCode, ImageSource, Prediction, SourceKind
 from .decode import decode_image, image_dimensions, is_jpeg
 from .inputs import InputLimits, load_tensor, read_file
-from .model import LoadedModel, ModelInfo
+from .model import LoadedModel
 from .postprocess import scores_from_output, top_k
 from .preprocess import needed_decode_size, preprocess
 
@@ -31,9 +31,13 @@ def _ms(since: float) -> float:
 
 
 class ClassificationPipeline:
-    def __init__(self, model: LoadedModel, info: ModelInfo) -> None:
+    def __init__(self, model: LoadedModel) -> None:
         self.model = model
-        self.info = info
+
+    @property
+    def info(self) -> LoadedModel:
+        """The loaded model (its ``summary()`` is a result's ``model`` field)."""
+        return self.model
 
     @property
     def profile(self):  # noqa: ANN201 - a ModelProfile
