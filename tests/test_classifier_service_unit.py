@@ -38,6 +38,7 @@ class FakePipeline:
         self.prepare_threads: list[str] = []
         self.infer_threads: list[str] = []
         self.events: list[str] = []
+        self.prediction_args: list[tuple[int, float]] = []
         self.closed = False
         self.lock = threading.Lock()
 
@@ -70,6 +71,7 @@ class FakePipeline:
         return np.array([0.1, 0.6, 0.3])
 
     def predictions(self, scores, k, threshold) -> list[Prediction]:
+        self.prediction_args.append((k, threshold))
         order = np.argsort(-scores)[:k]
         return [Prediction(f"c{i}", int(i), float(scores[i])) for i in order
                 if scores[i] >= threshold]
@@ -158,13 +160,24 @@ def harness(mocker):
 
 
 def test_valid_request_gets_one_ok_result(harness):
-    h = harness({"TopK": "2"})
+    """The service asks the model for the configured (or requested) top-k and threshold and
+    publishes exactly what it answered, with the model's summary and every stage's timing."""
+    h = harness({"TopK": "2", "ScoreThreshold": "0.25"})
     h.send({"request_id": "a", "image_path": "/img/cat.jpg"})
     (topic, result), = h.wait_results(1)
+    h.send({"request_id": "b", "image_path": "/img/dog.jpg", "top_k": 1, "threshold": 0.5})
+    h.wait_results(2)
+    assert h.pipeline.prediction_args == [(2, 0.25), (1, 0.5)]
     assert topic == "local/result"
     assert result["status"] == "ok" and result["request_id"] == "a"
-    assert [p["class_id"] for p in result["predictions"]] == [1, 2]
-    assert set(result["timing_ms"]) >= {"load", "preprocess", "inference", "total"}
+    assert result["predictions"] == [
+        {"label": "c1", "class_id": 1, "score": pytest.approx(0.6)},
+        {"label": "c2", "class_id": 2, "score": pytest.approx(0.3)}]
+    assert [p["class_id"] for p in h.by_id()["b"]["predictions"]] == [1]
+    assert result["model"] == {"name": "fake", "profile": "fake"}
+    timing = result["timing_ms"]
+    assert set(timing) >= {"load", "preprocess", "inference", "total"}
+    assert timing["inference"] == 1.0 and timing["total"] > 0
     h.ipc.update_state.assert_called_with("RUNNING")
 
 
