@@ -313,6 +313,18 @@ def test_a_model_dir_change_loads_and_warms_the_new_model_before_it_takes_over(h
     assert [c.args for c in h.ipc.update_state.call_args_list] == [("RUNNING",), ("RUNNING",)]
 
 
+def test_a_backend_change_reloads_the_model(harness):
+    h = harness({"ModelDir": "/models/a"})
+    h.models["/models/a"] = lambda: FakePipeline(name="a-by-onnx")
+    h.config["Backend"] = "onnx"
+    h.service.apply_config_update()
+    assert h.loaded_dirs == ["/models/a", "/models/a"]
+    assert h.service.config.backend == "onnx"
+    h.send({"request_id": "x", "image_path": "/a.jpg"})
+    (_, result), = h.wait_results(1)
+    assert result["model"]["name"] == "a-by-onnx"
+
+
 def test_a_model_that_cannot_load_is_refused_and_the_old_one_keeps_serving(harness, caplog):
     from ggic.classifier.backends.base import ModelLoadError
 
