@@ -25,7 +25,7 @@ def add_classifier_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run the com.custom.ImageClassifier component (needs Greengrass IPC)",
         description=(
             "Run the image classifier component: subscribe to the request topic over "
-            "Greengrass IPC, classify each request with the DLR model, publish one result per "
+            "Greengrass IPC, classify each request with the model, publish one result per "
             "request. Configuration comes from the component's Greengrass configuration (and "
             "follows its updates); the flags below override single keys. Connects to the "
             "nucleus (or `ggic local`) named by $AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_"
@@ -53,9 +53,9 @@ def run_classifier_command(args: argparse.Namespace) -> int:
 def add_classify_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "classify",
-        help="classify images in-process with a DLR model (no Greengrass needed)",
+        help="classify images in-process with a model (DLR or ONNX; no Greengrass needed)",
         description=(
-            "Load a DLR model and classify the given images (or .npy tensors) in this "
+            "Load a model (DLR or ONNX) and classify the given images (or .npy tensors) in this "
             "process: the quickest way to try a model. Same pipeline as the component."
         ),
     )
