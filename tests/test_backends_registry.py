@@ -89,3 +89,29 @@ def test_the_component_loads_the_backend_its_configuration_names(dirs):
                                                     "Backend": "dlr"})
     with pytest.raises(ModelLoadError, match="is not a compiled DLR model"):
         default_model_loader(forced)
+
+
+def test_model_info_shows_each_backends_files_without_loading_it(dirs, capsys):
+    from ggic.cli import main
+
+    assert main(["model", "info", str(dirs["dlr"])]) == 0
+    out = capsys.readouterr().out
+    assert "backend: dlr" in out
+    for line in ("graph      compiled_model.json", "params     compiled.params",
+                 "kernels    compiled.so", "meta       compiled.meta", "libdlr.so  -",
+                 "input  data [1, 14, 14, 3] float32", "output dense0 [1, 10] float32"):
+        assert line in out
+    assert main(["model", "info", "--backend", "onnx", str(dirs["dlr"])]) == 2
+    assert "is not an ONNX model: it needs exactly one *.onnx file (found none)" in (
+        capsys.readouterr().err)
+
+
+def test_tensor_completes_the_profile_from_an_onnx_model(dirs, photos, tmp_path):
+    import numpy as np
+
+    from ggic.cli import main
+
+    out = tmp_path / "x.npy"
+    assert main(["tensor", str(photos[0]), "-o", str(out), "--model-profile", "auto",
+                 "--model-dir", str(dirs["onnx"])]) == 0
+    assert np.load(out).shape == (1, 14, 14, 3)
