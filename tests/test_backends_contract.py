@@ -158,6 +158,17 @@ def test_wrong_inputs_are_refused_clearly(net, inputs, message):
         backend.close()
 
 
+def test_a_thread_count_hint_keeps_the_answers(net):
+    backend = backend_class(net.backend).open(net.model_dir)
+    try:
+        backend.set_threads(1)
+        x = np.random.default_rng(4).uniform(0, 255, SHAPE).astype(np.float32)
+        np.testing.assert_allclose(backend.run({"data": x})[0], net.reference(x), atol=1e-4,
+                                   rtol=1e-4)
+    finally:
+        backend.close()
+
+
 def test_run_after_close_is_a_clear_error(net):
     backend = backend_class(net.backend).open(net.model_dir)
     backend.close()

@@ -115,3 +115,21 @@ def test_tensor_completes_the_profile_from_an_onnx_model(dirs, photos, tmp_path)
     assert main(["tensor", str(photos[0]), "-o", str(out), "--model-profile", "auto",
                  "--model-dir", str(dirs["onnx"])]) == 0
     assert np.load(out).shape == (1, 14, 14, 3)
+
+
+def test_an_onnx_model_with_a_dynamic_batch_takes_one_image(tmp_path, photos):
+    import numpy as np
+
+    from ggic.classifier.model import load_model
+    from ggic.classifier.profiles import resolve_profile
+
+    net = write_modelstore_like_onnx(tmp_path / "dyn", num_classes=10, size=14,
+                                     write_meta=False, dynamic_batch=True)
+    model = load_model(net.model_dir, resolve_profile("auto"))
+    try:
+        assert model.input_spec.shape == (1, 14, 14, 3)
+        assert model.signature.source.endswith("model.onnx")
+        x = np.random.default_rng(3).uniform(0, 255, (1, 14, 14, 3)).astype(np.float32)
+        np.testing.assert_allclose(model.run(x), net.reference(x), atol=1e-4, rtol=1e-4)
+    finally:
+        model.close()

@@ -218,9 +218,11 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_modelstore_like_onnx(out_dir: str | Path, *, seed: int = 0, num_classes: int = 1000,
-                               size: int = 224, write_meta: bool = True) -> TestNet:
+                               size: int = 224, write_meta: bool = True,
+                               dynamic_batch: bool = False) -> TestNet:
     """The network of :func:`.testnets.write_modelstore_like` (same seed, same weights, same
-    numpy reference) as ``out_dir/model.onnx`` with ``synset.txt``."""
+    numpy reference) as ``out_dir/model.onnx`` with ``synset.txt``. ``dynamic_batch``: the
+    batch dimension is a symbol (``N``), as exporters often write it."""
     if size % GRID:
         raise ValueError(f"size must be a multiple of {GRID} for the ONNX pooling, got {size}")
     weights = modelstore_like_weights(seed, num_classes)
@@ -239,7 +241,9 @@ def write_modelstore_like_onnx(out_dir: str | Path, *, seed: int = 0, num_classe
     logits = g.op("Gemm", [x, g.const("dense0_weight", weights.weight),
                            g.const("dense0_bias", weights.bias)], "dense0", transB=1)
     shape = (1, size, size, 3)
-    model = g.model("data", shape, logits, (1, num_classes), "ModelStore-like test network")
+    batch: Any = "N" if dynamic_batch else 1
+    model = g.model("data", (batch, size, size, 3), logits, (batch, num_classes),
+                    "ModelStore-like test network")
     directory = Path(out_dir)
     path = g.save(model, directory / f"{TESTNET_STEM}.onnx")
     if write_meta:
