@@ -15,6 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
+from .log_text import quote
+from .topic_names import publish_topic_problem
+
 MiB = 1024 * 1024
 
 #: Keys Greengrass itself puts into a component's configuration; never ours to validate.
@@ -124,8 +127,11 @@ def in_range(low: float, high: float) -> Callable[[float | None], None]:
 
 
 def topic_name(value: str) -> None:
-    if not value or any(c in value for c in "#+"):
-        raise ValueError(f"must be a topic name without wildcards, got {value!r}")
+    """A topic the components publish on (or, RequestTopic, subscribe to and requesters publish
+    on): the IPC's publish rules (:mod:`ggic.topic_names`)."""
+    problem = publish_topic_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem}, got {quote(value)}")
 
 
 # --- declarative fields ---------------------------------------------------------------------
