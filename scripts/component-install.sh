@@ -131,7 +131,7 @@ import awsiot
 line = (f"python {sys.version.split()[0]}; numpy {numpy.__version__} "
         f"({numpy.__file__.rsplit('/', 2)[0]}); opencv {cv2.__version__}")
 try:
-    from ggic.classifier.dlr_import import import_dlr
+    from ggic.classifier.backends.dlr import import_dlr
     dlr = import_dlr()
     from dlr.libpath import find_lib_path
     line += f"; dlr {dlr.__version__} ({dlr.__file__.rsplit('/', 2)[0]}), {find_lib_path()}"

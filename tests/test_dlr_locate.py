@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ggic.classifier.dlr_locate import (
+from ggic.classifier.backends.dlr_locate import (
     DLR_VENV_ENV,
     REQUIRED_SYMBOLS,
     DlrUnavailable,
@@ -49,8 +49,8 @@ def fake_libdlr(path: Path, version: str, symbols: tuple[str, ...]) -> Path:
 def test_the_packaged_library_is_found_checked_and_logged(
         model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     assert library_version(PACKAGED_LIBRARY) == "1.6.0"
-    with caplog.at_level(logging.INFO, logger="ggic.classifier.dlr_locate"):
-        model, _info = load_model(model_dir, resolve_profile("auto"))
+    with caplog.at_level(logging.INFO, logger="ggic.classifier.backends.dlr_locate"):
+        model = load_model(model_dir, resolve_profile("auto"))
     model.close()
     line = next(r.getMessage() for r in caplog.records if "DLR native library" in r.getMessage())
     assert f"DLR native library {PACKAGED_LIBRARY} (version 1.6.0" in line
@@ -78,7 +78,7 @@ def test_a_version_mismatch_is_logged(model_dir: Path, tmp_path: Path,
     model = tmp_path / "model"
     shutil.copytree(model_dir, model)
     fake_libdlr(model / "libdlr.so", "1.5.0", REQUIRED_SYMBOLS)
-    with caplog.at_level(logging.INFO, logger="ggic.classifier.dlr_locate"):
+    with caplog.at_level(logging.INFO, logger="ggic.classifier.backends.dlr_locate"):
         dlr = prepare_dlr(model)
     assert dlr.__version__ == "1.6.0"
     messages = [r.getMessage() for r in caplog.records]
@@ -105,7 +105,7 @@ LOAD = textwrap.dedent("""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from ggic.classifier.model import load_model
     from ggic.classifier.profiles import resolve_profile
-    from ggic.classifier.model_files import ModelLoadError
+    from ggic.classifier.model import ModelLoadError
     try:
         load_model(sys.argv[1], resolve_profile("auto"))
     except ModelLoadError as exc:

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from .dlr_import import import_dlr
-from .model_files import ModelLoadError
+from .base import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +101,14 @@ def _source(path: Path, resolved: Path, model_dir: Path) -> str:
 
 def locate(dlr: ModuleType, model_dir: str | Path) -> DlrLibrary:
     """The library ``dlr`` will load for ``model_dir``: DLR's own search, checked."""
-    from dlr.libpath import DLRLibraryNotFound, find_lib_path  # type: ignore[import-not-found]
+    from .dlr import dlr_library_for  # dlr.py calls this module; only it imports dlr
 
     model_dir = Path(model_dir)
     try:
-        path = Path(find_lib_path(model_path=str(model_dir), use_default_dlr=False))
-    except DLRLibraryNotFound as exc:
+        path = Path(dlr_library_for(model_dir))
+    except Exception as exc:
+        if type(exc).__name__ != "DLRLibraryNotFound":
+            raise
         first = str(exc).splitlines()[0]
         raise DlrUnavailable(f"DLR's native library libdlr.so was not found ({first}): "
                              f"{what_to_deploy()}") from None
@@ -137,6 +138,8 @@ def prepare_dlr(model_dir: str | Path) -> ModuleType:
 
     Raises DlrUnavailable (a ModelLoadError) saying what to deploy when DLR is missing.
     """
+    from .dlr import import_dlr  # dlr.py calls this module
+
     try:
         dlr = import_dlr()
     except ImportError as exc:
