@@ -12,7 +12,6 @@ import pytest
 from ggic.cli import main
 
 EM_AARCH64 = 0xB7
-EM_X86_64 = 0x3E
 
 
 def elf_machine(path: Path) -> int:
@@ -46,3 +45,19 @@ def test_a_missing_cross_compiler_is_named_with_its_package(
     assert ("arm-linux-gnueabihf-gcc is not installed: apt-get install "
             "gcc-arm-linux-gnueabihf") in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+EM_ARM = 0x28
+
+
+@pytest.mark.skipif(shutil.which("arm-linux-gnueabihf-gcc") is None,
+                    reason="needs Debian's gcc-arm-linux-gnueabihf")
+def test_build_demo_for_armv7l_writes_32_bit_arm_kernels(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # tvm_abi.h checks dlpack's DLTensor layout for 32-bit pointers there
+    monkeypatch.delenv("CC", raising=False)
+    out = tmp_path / "lite0-armv7l"
+    assert main(["model", "build-demo", "--target", "linux-armv7l", "--out", str(out)]) == 0
+    assert elf_machine(out / "compiled.so") == EM_ARM
+    assert json.loads((out / "compiled.meta").read_text())["Requirements"][
+        "TargetArchitecture"] == "armv7l"
