@@ -72,7 +72,7 @@ install_on_variant_dlr() {
     started=$(now)
     case $GGIC_DLR_VENV in
         /*) dlr_venv=$GGIC_DLR_VENV ;;
-        *) dlr_venv=$(cd "$work" && cd "$(dirname "$GGIC_DLR_VENV")" 2>/dev/null && pwd)/$(basename "$GGIC_DLR_VENV") ;;
+        *) dlr_venv=$work/$GGIC_DLR_VENV ;;  # may not exist yet: resolved once it does
     esac
     python=$dlr_venv/bin/python3
     # The nucleus runs Install steps without waiting for dependencies (only Run waits), so
@@ -92,6 +92,7 @@ sys.exit(importlib.util.find_spec("dlr") is None)' 2> /dev/null; do
         sleep 2
         waited=$((waited + 2))
     done
+    if [ -d "$dlr_venv" ]; then dlr_venv=$(cd "$dlr_venv" && pwd); fi
     marker=$venv/.ggic-installed-from
     stamp="$artifact $dlr_venv"
     if [ -f "$marker" ] && [ "$(cat "$marker")" = "$stamp" ] && [ -x "$venv/bin/python" ]; then
