@@ -93,6 +93,7 @@ sys.exit(importlib.util.find_spec("dlr") is None)' 2> /dev/null; do
         waited=$((waited + 2))
     done
     if [ -d "$dlr_venv" ]; then dlr_venv=$(cd "$dlr_venv" && pwd); fi
+    if [ -x "$dlr_venv/bin/python3" ]; then python=$dlr_venv/bin/python3; fi
     marker=$venv/.ggic-installed-from
     stamp="$artifact $dlr_venv"
     if [ -f "$marker" ] && [ "$(cat "$marker")" = "$stamp" ] && [ -x "$venv/bin/python" ]; then

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import queue
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,18 @@ def deploy(runtime: LocalRuntime, build: Path, merge: dict[str, str], update: di
         recipe_dir=build / "recipes", artifact_dir=build / "artifacts", merge=merge,
         update_config=parse_update_config(update)), 900)
     assert record.status == "SUCCEEDED", (record.error, _tail(runtime, CLASSIFIER))
+
+
+def wait_for_log(runtime: LocalRuntime, text: str, timeout: float = 60.0) -> str:
+    """The classifier's log once it holds ``text`` (its lines are copied asynchronously)."""
+    deadline = time.monotonic() + timeout
+    log = ""
+    while time.monotonic() < deadline:
+        log = runtime.log_path(CLASSIFIER).read_text()
+        if text in log:
+            break
+        time.sleep(0.1)
+    return log
 
 
 def _tail(runtime: LocalRuntime, name: str) -> str:
@@ -125,7 +138,7 @@ def test_a_broken_variant_dlr_makes_the_classifier_report_errored_saying_what_to
     try:
         assert runtime.restart(CLASSIFIER)
         assert runtime.wait_for_report(CLASSIFIER, "ERRORED", 300), _tail(runtime, CLASSIFIER)
-        log = runtime.log_path(CLASSIFIER).read_text()
+        log = wait_for_log(runtime, "DLR's native library libdlr.so was not found")
         assert "DLR's native library libdlr.so was not found" in log
         assert "deploy variant.DLR with this component (its installer puts DLR 1.6.0 with " \
                "libdlr.so into ../variant.DLR/greengrass_ml/greengrass_ml_dlr_venv" in log
