@@ -35,6 +35,7 @@ from awsiot.greengrasscoreipc.model import (
 )
 
 from ggic.local import ipc_errors
+from ggic.local.control_api import ControlHandler
 from ggic.local.eventstream import (
     PRELUDE_LENGTH,
     Header,
@@ -47,7 +48,6 @@ from ggic.local.eventstream import (
     json_headers,
     rpc_view,
 )
-from ggic.local.ipc_operations import ControlHandler
 from ggic.local.ipc_server import IpcServer
 
 WAIT = 5.0

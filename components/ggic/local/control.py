@@ -1,4 +1,6 @@
-"""The greengrass-cli IPC operations, answered by a :class:`~ggic.local.runtime.LocalRuntime`.
+"""The greengrass-cli IPC operations, answered by the runtime (anything shaped like
+:class:`RuntimeControl`; ``runtime.LocalRuntime`` is one, and imports this module, not the other
+way round).
 
 Requests and responses have the operations' real JSON shapes (``awsiot.greengrasscoreipc.model``):
 ``CreateLocalDeployment`` takes ``recipeDirectoryPath``, ``artifactsDirectoryPath``,
@@ -17,20 +19,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .deployment import (
+from .control_api import ControlHandler
+from .deployment_request import (
     DeploymentError,
     DeploymentRequest,
     parse_merge_arguments,
     parse_update_config,
 )
 from .ipc_errors import InvalidArgumentsError, ResourceNotFoundError, ServiceError
-from .ipc_operations import ControlHandler
 from .lifecycle import State
-
-if TYPE_CHECKING:
-    from .runtime import LocalDeploymentRecord, LocalRuntime
+from .runtime_records import ComponentStatus, LocalDeploymentRecord, NoSuchDeployment
 
 log = logging.getLogger("ggic.local.control")
 
@@ -116,10 +116,30 @@ def _not_found(name: str) -> ResourceNotFoundError:
                                  resource_type="Component", resource_name=name)
 
 
-class LocalControlHandler(ControlHandler):
-    """Answers the greengrass-cli operations from a LocalRuntime (on an IPC worker thread)."""
+class RuntimeControl(Protocol):
+    """What the greengrass-cli operations need of the runtime."""
 
-    def __init__(self, runtime: LocalRuntime) -> None:
+    def submit_deployment(self, request: DeploymentRequest) -> LocalDeploymentRecord: ...
+
+    def deployment(self, deployment_id: str) -> LocalDeploymentRecord: ...
+
+    def deployments(self) -> list[LocalDeploymentRecord]: ...
+
+    def components(self) -> list[ComponentStatus]: ...
+
+    def component(self, name: str) -> ComponentStatus: ...
+
+    def restart(self, name: str) -> bool: ...
+
+    def state(self, name: str) -> State: ...
+
+    def stop_component(self, name: str, timeout: float | None = 30.0) -> State: ...
+
+
+class LocalControlHandler(ControlHandler):
+    """Answers the greengrass-cli operations from the runtime (on an IPC worker thread)."""
+
+    def __init__(self, runtime: RuntimeControl) -> None:
         self.runtime = runtime
 
     # deployments
@@ -133,8 +153,6 @@ class LocalControlHandler(ControlHandler):
         return {"deploymentId": record.deployment_id}
 
     def get_local_deployment_status(self, request: dict[str, Any]) -> dict[str, Any]:
-        from .runtime import NoSuchDeployment
-
         deployment_id = request.get("deploymentId")
         if not isinstance(deployment_id, str) or not deployment_id:
             raise InvalidArgumentsError("deploymentId is required")
@@ -190,6 +208,6 @@ class LocalControlHandler(ControlHandler):
                 "message": f"{name} is still {state.value} after {STOP_TIMEOUT_S:g} s"}
 
     @staticmethod
-    def _details(status: Any) -> dict[str, Any]:
+    def _details(status: ComponentStatus) -> dict[str, Any]:
         return {"componentName": status.name, "version": status.version,
                 "state": status.state.value, "configuration": dict(status.configuration)}

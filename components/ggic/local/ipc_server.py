@@ -27,10 +27,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
+from .config_store import ConfigStore
+from .control_api import ControlHandler
 from .ipc_connection import IpcConnection
 from .ipc_nucleus import IotCorePublishCallback, LocalNucleus, StateCallback
-from .ipc_operations import ControlHandler
-from .ipc_pubsub import PubSubMessage, Subscription
+from .pubsub_broker import PubSubMessage, Subscription
 from .topics import validate_publish_topic, validate_topic_filter
 
 log = logging.getLogger("ggic.local.ipc")
@@ -52,6 +53,7 @@ class IpcServer:
         on_iot_core_publish: IotCorePublishCallback | None = None,
         on_state_change: StateCallback | None = None,
         max_write_buffer_bytes: int | None = None,
+        config: ConfigStore | None = None,
     ) -> None:
         self.socket_path = Path(socket_path).absolute()
         if len(os.fsencode(self.socket_path)) >= 104:
@@ -67,6 +69,7 @@ class IpcServer:
             control_handler=control_handler,
             on_iot_core_publish=on_iot_core_publish,
             on_state_change=on_state_change,
+            config=config,
         )
         self._lock = threading.Lock()
         self._connections: set[IpcConnection] = set()
@@ -240,14 +243,10 @@ class IpcServer:
     def set_access_control(self, name: str, access_control: Mapping | str | None) -> None:
         self._nucleus.set_access_control(name, access_control)
 
-    def watch_configuration(
-        self, name: str, callback: Callable[[str, tuple[str, ...]], None]
-    ) -> Callable[[], None]:
-        """``callback(component, key_path)`` for each changed key of ``name``'s configuration,
-        whoever changed it (the component's UpdateConfiguration, or :meth:`set_configuration`).
-        It runs on the thread making the change (the event loop for IPC calls): it must be
-        quick and must not call back into IPC. Returns a function that stops watching."""
-        return self._nucleus.config.watch(name, (), callback)
+    @property
+    def config(self) -> ConfigStore:
+        """The configuration store the configuration operations are a view over."""
+        return self._nucleus.config
 
     # --- lifecycle state ---------------------------------------------------------------------
 
