@@ -20,7 +20,8 @@ from ggic.local.lifecycle import State
 from ggic.local.recipe import load_recipe
 from ggic.local.runtime import LocalRuntime
 from ggic.local.stand_ins import MODELSTORE_COMPONENT, model_folder_name, this_architecture
-from test_local_runtime_helpers import TICKER, fast_runtime, run_ggic, wait_until, write_ticker
+from local_components import TICKER, fast_runtime, run_ggic, write_ticker
+from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 

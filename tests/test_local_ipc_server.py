@@ -14,9 +14,8 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import awsiot.greengrasscoreipc
 import pytest
@@ -49,66 +48,12 @@ from ggic.local.eventstream import (
     rpc_view,
 )
 from ggic.local.ipc_server import IpcServer
+from ipc_clients import Connect, clients_of, ipc_error
+from waiting import wait_until
 
 WAIT = 5.0
 COMPONENT = "com.custom.requester"
 OPEN_PUBSUB = {"aws.greengrass.ipc.pubsub": {"all": {"operations": ["*"], "resources": ["*"]}}}
-
-
-@pytest.fixture
-def socket_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return Path(tmp_path_factory.mktemp("ipc"))
-
-
-@pytest.fixture
-def server(socket_dir: Path) -> Iterator[IpcServer]:
-    ipc = IpcServer(socket_dir / "ipc.sock")
-    ipc.start()
-    yield ipc
-    ipc.close()
-
-
-Connect = Callable[..., GreengrassCoreIPCClientV2]
-
-
-@contextmanager
-def clients_of(server: IpcServer) -> Iterator[Connect]:
-    clients: list[GreengrassCoreIPCClientV2] = []
-
-    def _connect(name: str, **register: Any) -> GreengrassCoreIPCClientV2:
-        token = server.register_component(name, **register)
-        connection = awsiot.greengrasscoreipc.connect(
-            ipc_socket=str(server.socket_path), authtoken=token
-        )
-        client = GreengrassCoreIPCClientV2(client=connection, executor=None)
-        clients.append(client)
-        return client
-
-    try:
-        yield _connect
-    finally:
-        for client in clients:
-            client.close()
-
-
-@pytest.fixture
-def connect(server: IpcServer) -> Iterator[Connect]:
-    with clients_of(server) as _connect:
-        yield _connect
-
-
-@contextmanager
-def ipc_error(error_type: type, fragment: str) -> Iterator[None]:
-    with pytest.raises(error_type) as caught:
-        yield
-    assert fragment in caught.value.message
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 # --- handshake and lifecycle ----------------------------------------------------------------
@@ -212,7 +157,8 @@ def test_many_connections(server: IpcServer, connect: Connect) -> None:
     for thread in publishers:
         thread.start()
     for thread in publishers:
-        thread.join()
+        thread.join(WAIT)
+        assert not thread.is_alive()
     for inbox in inboxes:
         got = sorted(inbox.get(timeout=WAIT).json_message.message["n"] for _ in range(4))
         assert got == [0, 1, 2, 3]

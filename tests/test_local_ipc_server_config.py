@@ -5,12 +5,8 @@ from __future__ import annotations
 import datetime
 import queue
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable
 
-import awsiot.greengrasscoreipc
 import pytest
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import (
@@ -21,6 +17,7 @@ from awsiot.greengrasscoreipc.model import (
 )
 
 from ggic.local.ipc_server import IpcServer
+from ipc_clients import Connect, ipc_error
 
 WAIT = 5.0
 CLASSIFIER = "com.custom.ImageClassifier"
@@ -34,36 +31,13 @@ CLASSIFIER_CONFIG = {
 
 
 @pytest.fixture
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IpcServer]:
-    ipc = IpcServer(Path(tmp_path_factory.mktemp("ipc")) / "ipc.sock")
-    ipc.start()
-    yield ipc
-    ipc.close()
-
-
-@pytest.fixture
-def connect(server: IpcServer) -> Iterator[Callable[..., GreengrassCoreIPCClientV2]]:
-    clients: list[GreengrassCoreIPCClientV2] = []
+def connect(connect: Connect) -> Connect:
+    """The shared ``connect``, with the configuration as its second argument."""
 
     def _connect(name: str, configuration: dict | None = None) -> GreengrassCoreIPCClientV2:
-        token = server.register_component(name, configuration=configuration)
-        connection = awsiot.greengrasscoreipc.connect(
-            ipc_socket=str(server.socket_path), authtoken=token
-        )
-        client = GreengrassCoreIPCClientV2(client=connection, executor=None)
-        clients.append(client)
-        return client
+        return connect(name, configuration=configuration)
 
-    yield _connect
-    for client in clients:
-        client.close()
-
-
-@contextmanager
-def ipc_error(error_type: type, fragment: str) -> Iterator[None]:
-    with pytest.raises(error_type) as caught:
-        yield
-    assert fragment in caught.value.message
+    return _connect
 
 
 class ChangeLog:

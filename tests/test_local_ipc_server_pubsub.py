@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import logging
 import queue
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable
 
-import awsiot.greengrasscoreipc
 import pytest
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import (
@@ -24,6 +19,8 @@ from awsiot.greengrasscoreipc.model import (
 )
 
 from ggic.local.ipc_server import IpcServer
+from ipc_clients import Connect, ipc_error
+from waiting import wait_until
 
 PUBLISH = "aws.greengrass#PublishToTopic"
 SUBSCRIBE = "aws.greengrass#SubscribeToTopic"
@@ -44,31 +41,13 @@ OPEN_ACL = {"aws.greengrass.ipc.pubsub": {"all": {"operations": ["*"], "resource
 
 
 @pytest.fixture
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IpcServer]:
-    ipc = IpcServer(Path(tmp_path_factory.mktemp("ipc")) / "ipc.sock")
-    ipc.start()
-    yield ipc
-    ipc.close()
-
-
-@pytest.fixture
-def connect(server: IpcServer) -> Iterator[Callable[..., GreengrassCoreIPCClientV2]]:
-    clients: list[GreengrassCoreIPCClientV2] = []
+def connect(connect: Connect) -> Connect:
+    """The shared ``connect``, with the pub/sub policy as its second argument (default: open)."""
 
     def _connect(name: str, access_control: Any = OPEN_ACL) -> GreengrassCoreIPCClientV2:
-        token = server.register_component(name, access_control=access_control)
-        connection = awsiot.greengrasscoreipc.connect(
-            ipc_socket=str(server.socket_path), authtoken=token
-        )
-        # executor=None: callbacks run in arrival order on the network thread (they only
-        # put into a queue), which makes "nothing else arrived" checks deterministic
-        client = GreengrassCoreIPCClientV2(client=connection, executor=None)
-        clients.append(client)
-        return client
+        return connect(name, access_control=access_control)
 
-    yield _connect
-    for client in clients:
-        client.close()
+    return _connect
 
 
 class Inbox:
@@ -106,21 +85,6 @@ def publish_bytes(client: GreengrassCoreIPCClientV2, topic: str, data: bytes) ->
     client.publish_to_topic(
         topic=topic, publish_message=PublishMessage(binary_message=BinaryMessage(message=data))
     )
-
-
-@contextmanager
-def ipc_error(error_type: type, fragment: str) -> Iterator[None]:
-    """Like pytest.raises(match=...) for the SDK's error shapes (their str() is empty)."""
-    with pytest.raises(error_type) as caught:
-        yield
-    assert fragment in caught.value.message
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def test_json_message_reaches_the_subscriber(connect: Callable[..., Any]) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from ggic.local.deployment import DeploymentRequest, parse_update_config
 from ggic.local.lifecycle import State
-from test_local_runtime_helpers import (
+from local_components import (
     CRASHER,
     PROBE,
     TICKER,
@@ -21,12 +21,12 @@ from test_local_runtime_helpers import (
     probe_access_control,
     probe_events,
     run_ggic,
-    wait_until,
     write_crasher,
     write_probe,
     write_recipe,
     write_ticker,
 )
+from waiting import wait_until
 
 BASE = "com.example.Base"
 
