@@ -183,3 +183,33 @@ def test_a_deep_root_gets_a_short_socket_and_its_token_file_says_where(tmp_path:
         assert info["cli_auth_token"] == runtime.cli_token
         assert "too long for a Unix socket path" in runtime.log_path().read_text()
     assert not runtime.socket_path.parent.exists()
+
+
+def test_configuration_records_and_logs_are_private_to_the_runtime_user(tmp_path: Path) -> None:
+    """#8.12: a component's configuration may hold secrets; the deployment records and logs
+    say what ran. All are 0600 in 0700 folders (as cli.token), even under a 022 umask, while
+    the components still reach the IPC socket."""
+    recipes = tmp_path / "recipes"
+    topic = "ml/secret"
+    write_probe(recipes, tmp_path / "scripts", defaults={
+        "ApiKey": "s3cr3t", "IotCoreTopic": topic,
+        "accessControl": probe_access_control(topic)})
+    root = tmp_path / "root"
+    old_umask = os.umask(0o022)
+    try:
+        with fast_runtime(root) as runtime:
+            assert runtime.deploy(request(recipes, {PROBE: "1.0.0"}), 30).status == "SUCCEEDED"
+            assert runtime.wait_for_report(PROBE, "RUNNING", 15)  # it reached the socket
+            wait_until(lambda: runtime.iot_core_messages())
+            files = [root / "config" / "configuration.json", root / "config" / "deployment.json",
+                     root / "config" / "local_deployments.json", root / "logs" / "greengrass.log",
+                     root / "logs" / f"{PROBE}.log", root / "logs" / "iotcore.jsonl",
+                     root / "cli.token"]
+            modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+            assert modes == {p.name: "0o600" for p in files}
+            folders = [root / "config", root / "logs"]
+            modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in folders}
+            assert modes == {"config": "0o700", "logs": "0o700"}
+            assert "s3cr3t" in (root / "config" / "configuration.json").read_text()
+    finally:
+        os.umask(old_umask)
