@@ -392,3 +392,19 @@ def test_malformed_recipe_in_the_folder_names_the_file(project) -> None:
     (project["recipes"] / "broken.yaml").write_text("ComponentName: x\n")
     with pytest.raises(DeploymentError, match=r"broken.yaml: RecipeFormatVersion"):
         deploy(project)
+
+
+def test_the_whole_artifact_folder_is_laid_out_and_counts_for_reinstall(project) -> None:
+    extra = project["artifacts"] / APP / "1.0.0" / "extra" / "notes.txt"
+    extra.parent.mkdir()
+    extra.write_text("v1")
+    deploy(project)
+    laid_out = project["root"] / "packages" / "artifacts" / APP / "1.0.0" / "extra" / "notes.txt"
+    assert laid_out.read_text() == "v1"
+    # from the component store alone, the laid-out copy counts as the same files
+    store_only = LocalDeployer(project["root"], platform=LINUX, thing_name="TestThing")
+    assert store_only.plan(DeploymentRequest()).component(APP).change == "unchanged"
+    extra.write_text("v2")
+    _, plan = deploy(project)
+    assert plan.component(APP).change == "reinstall"
+    assert laid_out.read_text() == "v2"

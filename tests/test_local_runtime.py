@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,26 @@ def test_configuration_records_and_logs_are_private_to_the_runtime_user(tmp_path
             assert "s3cr3t" in (root / "config" / "configuration.json").read_text()
     finally:
         os.umask(old_umask)
+
+
+def test_a_recipe_without_artifacts_runs_from_the_whole_artifact_folder(tmp_path: Path) -> None:
+    """#9.1: AWS's HelloWorld tutorial style: no Artifacts section, the script (and what it
+    reads) only sits in --artifactDir/<name>/<version>/, which the nucleus copies whole."""
+    name, version = "com.example.HelloWorld", "1.0.0"
+    recipes, artifacts = tmp_path / "recipes", tmp_path / "artifacts"
+    write_recipe(recipes, name, version,
+                 f"'{sys.executable}' -u {{artifacts:path}}/hello_world.py")
+    folder = artifacts / name / version
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "greeting.txt").write_text("Hello from the artifact folder")
+    (folder / "hello_world.py").write_text(
+        "import pathlib\n"
+        "print((pathlib.Path(__file__).parent / 'data' / 'greeting.txt').read_text())\n")
+    with fast_runtime(tmp_path / "root") as runtime:
+        record = runtime.deploy(DeploymentRequest(recipe_dir=recipes, artifact_dir=artifacts,
+                                                  merge={name: version}), 30)
+        assert record.status == "SUCCEEDED", record.error
+        assert runtime.wait_for_state(name, State.FINISHED, 15)
+        assert "Hello from the artifact folder" in runtime.log_path(name).read_text()
+        laid_out = runtime.root / "packages" / "artifacts" / name / version
+        assert (laid_out / "data" / "greeting.txt").is_file()

@@ -41,6 +41,16 @@ def hash_path(digest: Any, path: Path) -> None:
         _hash_file(digest, path)
 
 
+def hash_unlisted(digest: Any, tree: Path, listed: Sequence[str]) -> None:
+    """Hash the files under ``tree`` other than the ``listed`` artifact file names (those are
+    hashed where they are found), so a folder and its laid-out copy hash alike."""
+    for child in sorted(tree.rglob("*")):
+        relative = str(child.relative_to(tree))
+        if child.is_file() and relative not in listed:
+            digest.update(relative.encode())
+            _hash_file(digest, child)
+
+
 def _hash_file(digest: Any, path: Path) -> None:
     with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -85,6 +95,36 @@ def laid_out(paths: ComponentPaths, artifacts: Sequence[ArtifactSource]) -> bool
                 paths.decompressed / found.artifact.unarchive_dir_name).is_dir():
             return False
     return True
+
+
+def artifact_tree(source: RecipeSource, request: DeploymentRequest) -> Path | None:
+    """``--artifactDir/<name>/<version>/`` for a recipe from the recipe folder, if it exists.
+
+    The nucleus copies the whole artifact folder of a local deployment into its component store
+    (``DeploymentService.copyRecipesAndArtifacts``), not only the files a manifest lists: a
+    recipe without ``Artifacts`` (AWS's HelloWorld tutorial) finds its script there."""
+    if source.kind != "recipe-dir" or request.artifact_dir is None:
+        return None
+    folder = Path(request.artifact_dir) / source.recipe.name / source.recipe.version
+    return folder if folder.is_dir() else None
+
+
+def copy_artifact_tree(tree: Path, paths: ComponentPaths) -> None:
+    """Copy every file under ``tree`` into ``packages/artifacts/<name>/<version>/`` (modes as
+    the source's, as Java's ``Files.copy``; listed artifacts get their recipe permission
+    afterwards)."""
+    target_root = paths.artifacts
+    if tree.resolve() == target_root.resolve():
+        return
+    for current, folders, files in os.walk(tree):
+        folders.sort()
+        relative = Path(current).relative_to(tree)
+        (target_root / relative).mkdir(parents=True, exist_ok=True)
+        for file_name in sorted(files):
+            target = target_root / relative / file_name
+            if target.exists() or target.is_symlink():
+                target.unlink()  # artifacts are read-only: replace, don't overwrite
+            shutil.copy(os.path.join(current, file_name), target)
 
 
 def lay_out_artifacts(name: str, paths: ComponentPaths, artifacts: Sequence[ArtifactSource]

@@ -33,7 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from ..semver import VersionRange
-from .artifacts import ArtifactSource, find_artifact, hash_path, laid_out, lay_out_artifacts
+from .artifacts import (
+    ArtifactSource,
+    artifact_tree,
+    copy_artifact_tree,
+    find_artifact,
+    hash_path,
+    hash_unlisted,
+    laid_out,
+    lay_out_artifacts,
+)
 from .catalog import ComponentCatalog, RecipeSource, load_stand_in, recipe_files, scan_recipe_dir
 from .config_store import ConfigStore, ConfigTree, ConfigurationChange, now_ms
 from .deployment_request import (
@@ -97,6 +106,8 @@ class PlannedComponent:
     lifecycle: ComponentLifecycle
     lifecycle_raw: Mapping[str, Any]  # interpolated, as written (kept for the next deployment)
     artifacts: tuple[ArtifactSource, ...] = ()
+    artifact_tree: Path | None = None
+    """``--artifactDir/<name>/<version>/``, copied whole into packages/artifacts."""
     artifacts_digest: str = ""
     source_kind: str = "store"
     builtin: bool = False
@@ -244,6 +255,8 @@ class LocalDeployer:
             if component.change != "unchanged" or \
                     not laid_out(component.paths, component.artifacts):
                 # an unchanged component may be running: leave its files alone
+                if component.artifact_tree is not None:
+                    copy_artifact_tree(component.artifact_tree, component.paths)
                 lay_out_artifacts(component.name, component.paths, component.artifacts)
             component.paths.work.mkdir(parents=True, exist_ok=True)
         services = {}
@@ -408,7 +421,14 @@ class LocalDeployer:
             raise DeploymentError(str(exc)) from exc
         artifacts = tuple(find_artifact(source, manifest, artifact, request, paths)
                           for artifact in manifest.artifacts)
+        tree = artifact_tree(source, request)
         digest = hashlib.sha256()
+        # the files besides the listed artifacts: from the artifact folder, or (a deployment
+        # from the component store) as laid out by an earlier deployment
+        unlisted = tree if tree is not None else (
+            paths.artifacts if source.kind == "store" and paths.artifacts.is_dir() else None)
+        if unlisted is not None:
+            hash_unlisted(digest, unlisted, [a.artifact.file_name for a in artifacts])
         for found in artifacts:
             digest.update(found.artifact.file_name.encode())
             for path in (found.path, found.unpacked_dir):
@@ -420,7 +440,7 @@ class LocalDeployer:
             name=name, version=version, recipe=recipe, manifest=manifest, is_root=is_root,
             dependencies=dict(dependencies), configuration=variables[name].configuration,
             paths=paths, lifecycle=lifecycle, lifecycle_raw=raw, artifacts=artifacts,
-            artifacts_digest=digest.hexdigest(), source_kind=source.kind,
+            artifact_tree=tree, artifacts_digest=digest.hexdigest(), source_kind=source.kind,
             run_bootstrap=bootstrap, change=change)
 
     @staticmethod
