@@ -28,6 +28,7 @@ from .cli_commands import (
     run_stop,
     run_sub,
 )
+from .cli_iotcore import add_iotcore_subcommands
 from .runtime import IOT_CORE_LOG
 
 # --- parsers -----------------------------------------------------------------------------------
@@ -217,6 +218,7 @@ def _add_iotcore(commands: argparse._SubParsersAction, root: argparse.ArgumentPa
                     f"(<root>/logs/{IOT_CORE_LOG}); nothing is sent to AWS.")
     iotcore.add_argument("--json", action="store_true", help="print the JSON lines as stored")
     iotcore.set_defaults(handler=run_iotcore)
+    add_iotcore_subcommands(iotcore, root)
 
 
 def _add_stand_in(commands: argparse._SubParsersAction) -> None:

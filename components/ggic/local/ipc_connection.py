@@ -42,9 +42,10 @@ from .eventstream import (
     json_headers,
     rpc_view,
 )
+from .ipc_cli_access import check_control_access
 from .ipc_errors import InvalidArgumentsError, IpcError, ServiceError
 from .ipc_nucleus import LocalNucleus
-from .ipc_operations import OPERATIONS, check_control_access, not_implemented
+from .ipc_operations import OPERATIONS, not_implemented
 from .ipc_types import Operation, OperationContext, OperationResult
 
 log = logging.getLogger("ggic.local.ipc")
@@ -343,7 +344,7 @@ class IpcConnection:
             request = _request_json(rpc.payload)
             ctx = OperationContext(self.component, self.nucleus, stream)
             if operation.delegated:
-                check_control_access(ctx, name)
+                check_control_access(ctx, name, request)
                 self._delegate(stream, operation, request)
                 return
             assert operation.handler is not None

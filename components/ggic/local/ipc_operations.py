@@ -17,34 +17,34 @@ from typing import Any
 
 from .authorization import MQTT_PROXY_SERVICE
 from .control_api import CONTROL_METHODS, PREFIX
+from .ipc_auth_token import handle_validate_authorization_token
+from .ipc_component_updates import (
+    COMPONENT_UPDATE_EVENT,
+    handle_defer_component_update,
+    handle_subscribe_to_component_updates,
+)
 from .ipc_config import (
     CONFIGURATION_EVENT,
     handle_get_configuration,
     handle_subscribe_to_configuration_update,
     handle_update_configuration,
 )
-from .ipc_errors import InvalidArgumentsError, ServiceError, UnauthorizedError
+from .ipc_errors import InvalidArgumentsError, ServiceError
+from .ipc_iotcore import IOT_CORE_MESSAGE_EVENT, handle_subscribe_to_iot_core
+from .ipc_metrics import handle_put_component_metric
+from .ipc_pause import handle_pause_component, handle_resume_component
 from .ipc_pubsub import SUBSCRIPTION_EVENT, handle_publish_to_topic, handle_subscribe_to_topic
 from .ipc_types import Operation, OperationContext, OperationResult
+from .ipc_validation import (
+    VALIDATE_CONFIGURATION_EVENT,
+    handle_send_configuration_validity_report,
+    handle_subscribe_to_validate_configuration_updates,
+)
 
 log = logging.getLogger("ggic.local.ipc")
 
 REPORTED_STATES = ("RUNNING", "ERRORED")
 QOS_VALUES = {"0": 0, "1": 1}
-
-
-def check_control_access(ctx: OperationContext, operation: str) -> None:
-    if not ctx.nucleus.is_cli(ctx.component):
-        message = (
-            f"Principal {ctx.component} is not authorized to perform aws.greengrass.Cli:{operation}"
-        )
-        log.warning(
-            "%s is not authorized to perform %s: only components registered as a CLI "
-            "(register_component(..., cli=True)) may use the local deployment operations",
-            ctx.component,
-            operation,
-        )
-        raise UnauthorizedError(message)
 
 
 # --- small handlers ----------------------------------------------------------------------------
@@ -104,6 +104,20 @@ OPERATIONS: Mapping[str, Operation] = {
         ),
         Operation(PREFIX + "UpdateState", handle_update_state),
         Operation(PREFIX + "PublishToIoTCore", handle_publish_to_iot_core),
+        Operation(PREFIX + "SubscribeToIoTCore", handle_subscribe_to_iot_core,
+                  IOT_CORE_MESSAGE_EVENT),
+        Operation(PREFIX + "SubscribeToComponentUpdates", handle_subscribe_to_component_updates,
+                  COMPONENT_UPDATE_EVENT),
+        Operation(PREFIX + "DeferComponentUpdate", handle_defer_component_update),
+        Operation(PREFIX + "PauseComponent", handle_pause_component),
+        Operation(PREFIX + "ResumeComponent", handle_resume_component),
+        Operation(PREFIX + "PutComponentMetric", handle_put_component_metric),
+        Operation(PREFIX + "ValidateAuthorizationToken", handle_validate_authorization_token),
+        Operation(PREFIX + "SubscribeToValidateConfigurationUpdates",
+                  handle_subscribe_to_validate_configuration_updates,
+                  VALIDATE_CONFIGURATION_EVENT),
+        Operation(PREFIX + "SendConfigurationValidityReport",
+                  handle_send_configuration_validity_report),
         *(Operation(name) for name in CONTROL_METHODS),
     )
 }

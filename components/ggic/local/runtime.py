@@ -28,7 +28,6 @@ deployment thread: shared state is guarded by locks, and none is held while wait
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import json
@@ -48,7 +47,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .component_logs import component_log_path, logs_dir, runtime_log_path, setup_runtime_logging
+from .component_pause import ComponentPauser
+from .component_updates import DEFAULT_UPDATE_TIMEOUT_S
 from .config_store import ConfigStore
+from .config_validation import DEFAULT_VALIDATION_TIMEOUT_S
 from .control import LocalControlHandler
 from .deployment import (
     CONFIGURATION_FILE,
@@ -58,6 +60,8 @@ from .deployment import (
     DeploymentRequest,
     LocalDeployer,
 )
+from .deployment_policies import ask_components
+from .iotcore_records import iot_core_line, read_iot_core_log
 from .ipc_server import IpcServer
 from .lifecycle import RunnerSettings, State, Supervisor, nucleus_environment
 from .platform import detect_platform
@@ -78,6 +82,7 @@ DEFAULT_ROOT = Path(".ggic") / "local"
 SOCKET_NAME = "ipc.socket"
 CLI_TOKEN_FILE = "cli.token"
 IOT_CORE_LOG = "iotcore.jsonl"
+METRICS_LOG = "metrics.jsonl"
 DEPLOYMENTS_FILE = "local_deployments.json"
 REUSE_VENV_ENV = "GGIC_REUSE_VENV"
 CLI_COMPONENT = "aws.greengrass.Cli"
@@ -89,7 +94,14 @@ CLI_ACCESS_CONTROL = {
             "operations": ["aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"],
             "resources": ["*"],
         }
-    }
+    },
+    "aws.greengrass.ipc.mqttproxy": {  # iotcore pub/sub (the stand-in for AWS IoT Core)
+        f"{CLI_COMPONENT}:mqttproxy:1": {
+            "policyDescription": "greengrass-cli iotcore pub/sub",
+            "operations": ["aws.greengrass#PublishToIoTCore", "aws.greengrass#SubscribeToIoTCore"],
+            "resources": ["*"],
+        }
+    },
 }
 #: sun_path is 108 bytes on Linux and 104 on macOS (IpcServer refuses longer paths).
 MAX_SOCKET_PATH_BYTES = 103
@@ -120,6 +132,13 @@ class RuntimeSettings:
     deployment to succeed (a component that crashes right after starting fails it)."""
     resume: bool = True
     """Start the root's last deployment again on start (as the nucleus does after a reboot)."""
+    notify_components: bool = True
+    """Send SubscribeToComponentUpdates events before a deployment disrupts components (a cloud
+    deployment's NOTIFY_COMPONENTS; see deployment_policies)."""
+    component_update_timeout: float = DEFAULT_UPDATE_TIMEOUT_S
+    """How long each round waits for the subscribers' answers (componentUpdatePolicy.timeout)."""
+    validation_timeout: float = DEFAULT_VALIDATION_TIMEOUT_S
+    """How long configuration validation waits (configurationValidationPolicy.timeout)."""
 
 
 class LocalRuntime:
@@ -153,6 +172,10 @@ class LocalRuntime:
             base_env=nucleus_environment(self.settings.thing_name, self.settings.region),
             on_state_change=self._on_lifecycle_state, settings=self.settings.runner,
         )
+        self.pauser = ComponentPauser(self.supervisor.state, self._run_process_id,
+                                      lambda name: not self.supervisor.runner(name).spec.builtin)
+        self.server.nucleus.pauser = self.pauser
+        self.server.nucleus.metric_sink = self._on_component_metric
         self.cli_token: str | None = None
         self._log_handler: logging.Handler | None = None
         self._lock = threading.Lock()
@@ -300,6 +323,8 @@ class LocalRuntime:
         plan = dataclasses.replace(plan, deployment_id=record.deployment_id)
         with self._lock:
             record.components = tuple(plan.names)
+        if not self._ask_components(record, plan):
+            return
         states = self.supervisor.states()
         broken = [n for n in plan.names if states.get(n) == State.BROKEN]
         reinstall = sorted(set(plan.needs_reinstall()) | set(broken))
@@ -310,7 +335,19 @@ class LocalRuntime:
                                before_start=lambda: self._apply(plan))
         for name in plan.removed:
             self._forget_component(name)
+        self.server.nucleus.component_updates.send_post_update(record.deployment_id)
         self._wait_for_components(record, plan)
+
+    def _ask_components(self, record: LocalDeploymentRecord, plan: DeploymentPlan) -> bool:
+        """Validation, then the update policy (deployment_policies); False if that failed it."""
+        with self._lock:
+            deployed = dict(self._versions)
+        failure = ask_components(self.server.nucleus, plan, record.deployment_id, deployed,
+                                 self.supervisor.states(), self.settings, self._closing)
+        if failure is not None:
+            self._finish(record, DeploymentStatus.FAILED, "FAILED_NO_STATE_CHANGE", failure,
+                         ("COMPONENT_CONFIGURATION_NOT_VALID",))
+        return failure is None
 
     def _apply(self, plan: DeploymentPlan) -> None:
         """Between stopping the changed components and starting them: files, configuration,
@@ -480,6 +517,13 @@ class LocalRuntime:
         log.info("AWS IoT Core <- %s: %s (qos %s, from %s)", line["topic"],
                  _shorten(line["payload"]), line["qos"], line["component"])
 
+    def _on_component_metric(self, record: Mapping[str, Any]) -> None:
+        with self._iot_core_lock, open_private_append(self.logs_dir / METRICS_LOG) as out:
+            out.write(json.dumps(dict(record)) + "\n")
+
+    def _run_process_id(self, name: str) -> int | None:
+        return self.supervisor.runner(name).run_process_id
+
     # --- glue callbacks ----------------------------------------------------------------------
 
     def _component_env(self, name: str) -> dict[str, str]:
@@ -519,6 +563,8 @@ class LocalRuntime:
 
     def _on_lifecycle_state(self, name: str, old: State, new: State) -> None:
         """A runner changed state (runner threads)."""
+        if new != State.RUNNING:
+            self.pauser.forget(name)  # a paused component must be able to stop
         with self._state_changed:
             if new != State.RUNNING:
                 self._reported.pop(name, None)  # what an earlier run reported
@@ -541,38 +587,3 @@ def _choose_socket_path(root: Path) -> tuple[Path, Path | None]:
 
 def _shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def iot_core_line(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A recorded PublishToIoTCore call as one JSON-able line (payload as text if UTF-8)."""
-    payload = bytes(record.get("payload") or b"")
-    try:
-        text, encoding = payload.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
-    line = {
-        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        "component": record.get("component"),
-        "topic": record.get("topic"),
-        "qos": record.get("qos"),
-        "retain": bool(record.get("retain", False)),
-        "payload": text,
-        "payloadEncoding": encoding,
-    }
-    for key in ("userProperties", "contentType", "payloadFormat", "messageExpiryIntervalSeconds"):
-        if record.get(key) is not None:
-            line[key] = record[key]
-    return line
-
-
-def read_iot_core_log(path: Path) -> list[dict[str, Any]]:
-    """The recorded PublishToIoTCore calls (``<root>/logs/iotcore.jsonl``), oldest first."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        with contextlib.suppress(ValueError):
-            out.append(json.loads(line))
-    return out
