@@ -72,3 +72,16 @@ def nucleus_environment(thing_name: str, region: str = "us-east-1",
     if nucleus_version:
         env["GGC_VERSION"] = nucleus_version
     return env
+
+
+class StepResult(str, enum.Enum):
+    """How a foreground lifecycle step ended."""
+
+    OK = "OK"
+    SKIPPED = "SKIPPED"
+    NOTHING = "NOTHING"  # step absent or empty
+    FAILED = "FAILED"  # non-zero exit, or could not start
+    TIMEOUT = "TIMEOUT"
+    ABORTED = "ABORTED"  # stopped on request
+    REPORTED_RUNNING = "REPORTED_RUNNING"  # Startup: the component said RUNNING (still runs)
+    REPORTED_ERRORED = "REPORTED_ERRORED"  # Startup: the component said ERRORED

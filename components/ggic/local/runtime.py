@@ -515,7 +515,12 @@ class LocalRuntime:
             except KeyError:
                 return
             if not handled:
-                log.warning("%s reported ERRORED while not RUNNING; ignored", name)
+                log.warning("%s reported ERRORED while not STARTING or RUNNING; ignored", name)
+        elif state == "RUNNING":
+            try:
+                self.supervisor.report_running(name)  # STARTING (a Startup step) -> RUNNING
+            except KeyError:
+                return
 
     def _on_lifecycle_state(self, name: str, old: State, new: State) -> None:
         """A runner changed state (runner threads)."""
