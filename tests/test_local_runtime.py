@@ -290,3 +290,27 @@ def test_update_state_errored_during_startup_is_an_error(tmp_path: Path) -> None
         text = runtime.log_path(name).read_text()
         assert text.count("shell-runner-start") == 3  # started three times, errored three times
         assert "the component reported ERRORED (UpdateState)" in text
+
+
+def test_components_get_the_nucleus_environment(tmp_path: Path) -> None:
+    """#9.9: the variables the nucleus sets for every lifecycle script (IPCEventStreamService,
+    ShellRunner, Kernel): both socket variables, the token for TES, the root CA path, the
+    nucleus version."""
+    names = ["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH",
+             "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", "SVCUID",
+             "AWS_CONTAINER_AUTHORIZATION_TOKEN", "GG_ROOT_CA_PATH", "GGC_VERSION"]
+    out = tmp_path / "env.json"
+    dump = (f"'{sys.executable}' -c \"import json, os; json.dump({{n: os.environ.get(n) for n "
+            f"in {names!r}}}, open('{out}', 'w'))\"")
+    recipes = tmp_path / "recipes"
+    write_recipe(recipes, "com.example.Env", "1.0.0", dump)
+    with fast_runtime(tmp_path / "root") as runtime:
+        record = runtime.deploy(request(recipes, {"com.example.Env": "1.0.0"}), 30)
+        assert record.status == "SUCCEEDED", record.error
+        env = json.loads(wait_until(lambda: out.exists() and out.read_text()))
+    socket_path = str(runtime.socket_path)
+    assert env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH"] == socket_path
+    assert env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"] == socket_path
+    assert env["SVCUID"] and env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == env["SVCUID"]
+    assert env["GG_ROOT_CA_PATH"] == ""  # no root CA here: the nucleus sets "" then
+    assert env["GGC_VERSION"] == "2.12.0"

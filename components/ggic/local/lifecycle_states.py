@@ -66,9 +66,12 @@ StateCallback = Callable[[str, State, State], None]
 
 
 def nucleus_environment(thing_name: str, region: str = "us-east-1",
-                        nucleus_version: str = "") -> dict[str, str]:
-    """The variables the nucleus sets for every lifecycle script (besides IPC ones)."""
-    env = {"AWS_IOT_THING_NAME": thing_name, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+                        nucleus_version: str = "", root_ca_path: str = "") -> dict[str, str]:
+    """The variables the nucleus sets for every lifecycle script (besides IPC ones):
+    ``GG_ROOT_CA_PATH`` ("" without a root CA, as ShellRunner sets it), ``GGC_VERSION`` (the
+    nucleus's version, Kernel's setenv)."""
+    env = {"AWS_IOT_THING_NAME": thing_name, "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
+           "GG_ROOT_CA_PATH": root_ca_path}
     if nucleus_version:
         env["GGC_VERSION"] = nucleus_version
     return env

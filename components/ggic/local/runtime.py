@@ -52,6 +52,7 @@ from .config_store import ConfigStore
 from .control import LocalControlHandler
 from .deployment import (
     CONFIGURATION_FILE,
+    DEFAULT_NUCLEUS_VERSION,
     DEFAULT_THING_NAME,
     DeploymentError,
     DeploymentPlan,
@@ -150,7 +151,8 @@ class LocalRuntime:
         )
         self.supervisor = Supervisor(
             [], self.root, env_for=self._component_env,
-            base_env=nucleus_environment(self.settings.thing_name, self.settings.region),
+            base_env=nucleus_environment(self.settings.thing_name, self.settings.region,
+                                         nucleus_version=DEFAULT_NUCLEUS_VERSION),
             on_state_change=self._on_lifecycle_state, settings=self.settings.runner,
         )
         self.cli_token: str | None = None
