@@ -72,9 +72,12 @@ def test_connects_through_the_component_environment(
 ) -> None:
     server.register_component(COMPONENT, configuration={"Interval": "10"})
     env = server.component_env(COMPONENT)
+    token = server.component_env(COMPONENT)["SVCUID"]
     assert env == {
         "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": str(server.socket_path),
-        "SVCUID": server.component_env(COMPONENT)["SVCUID"],
+        "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH": str(server.socket_path),
+        "SVCUID": token,
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": token,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -14,6 +14,7 @@ from awsiot.greengrasscoreipc.model import (
     JsonMessage,
     PublishMessage,
     ReceiveMode,
+    ServiceError,
     SubscriptionResponseMessage,
     UnauthorizedError,
 )
@@ -236,7 +237,7 @@ def test_server_side_publish_and_subscribe(server: IpcServer, connect: Callable[
     with pytest.raises(ValueError):
         server.publish("local/+", {})
     with pytest.raises(ValueError):
-        server.subscribe("local/#/x", lambda topic, message: None)
+        server.publish("/", {})  # no topic level
 
 
 def test_unauthorized_publish_and_subscribe(
@@ -289,8 +290,8 @@ def test_invalid_publish_requests(connect: Callable[..., Any]) -> None:
             topic="local/t",
             publish_message=PublishMessage(json_message=JsonMessage(message=[1, 2])),
         )
-    with ipc_error(InvalidArgumentsError, "last level"):
-        subscribe(client, "local/#/x")
+    with ipc_error(ServiceError, "no topic level"):
+        publish_json(client, "/", {})
     with ipc_error(InvalidArgumentsError, "receiveMode"):
         subscribe(client, "local/x", receive_mode="SOMETIMES")
 
@@ -322,3 +323,22 @@ def test_the_client_refuses_frames_over_its_own_cap(connect: Callable[..., Any])
     with pytest.raises(RuntimeError, match="AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED"):
         publish_bytes(client, "local/t", b"x" * (19 * MiB))
     publish_json(client, "local/t", {"still": "connected"})
+
+
+def test_topic_edge_cases_through_the_sdk(connect: Callable[..., Any]) -> None:
+    """#9.11, as the nucleus's SubscriptionTrie: a trailing '/' is dropped (filter and topic),
+    a '#' before the end matches one level, a filter of only '/' receives nothing."""
+    listener = connect("com.example.listener")
+    talker = connect("com.example.talker")
+    trailing, _ = subscribe(listener, "sensors/t/")
+    middle, _ = subscribe(listener, "a/#/c")
+    slash, _ = subscribe(listener, "/")
+    publish_json(talker, "sensors/t", {"n": 1})
+    publish_json(talker, "a/x/y/c", {"n": 2})  # two levels where '#' takes one: not delivered
+    publish_json(talker, "a/x/c", {"n": 3})
+    publish_json(talker, "sensors/t/", {"n": 4})
+    assert trailing.take() == ("sensors/t", {"n": 1})
+    assert trailing.take() == ("sensors/t/", {"n": 4})
+    assert middle.take() == ("a/x/c", {"n": 3})
+    for inbox in (trailing, middle, slash):
+        inbox.assert_empty()

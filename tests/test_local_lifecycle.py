@@ -122,6 +122,35 @@ def test_skipif(tmp_path: Path, skipif: str, runs: bool) -> None:
     assert out.exists() is runs
 
 
+def test_a_skipped_startup_still_leads_to_run(tmp_path: Path) -> None:
+    """GenericExternalService.startup: a Startup that did nothing (skipped) runs Run."""
+    out = tmp_path / "ran"
+    runner, recorder = make_runner(tmp_path, {
+        "Startup": {"Skipif": "onpath sh", "Script": "exit 1"},
+        "Run": f"touch {out}; sleep 30",
+    })
+    try:
+        runner.start()
+        assert runner.wait_for_state(State.RUNNING, WAIT)
+        wait_until(out.exists, WAIT)
+    finally:
+        runner.close(WAIT)
+    assert "ERRORED" not in recorder.states("com.example.C")
+
+
+def test_a_skipped_run_reports_finished(tmp_path: Path) -> None:
+    """GenericExternalService.handleRunScript: a Run that did nothing -> FINISHED."""
+    runner, recorder = make_runner(tmp_path, {
+        "Run": {"Skipif": "onpath sh", "Script": "sleep 30"},
+    })
+    try:
+        runner.start()
+        assert runner.wait_for_state(State.FINISHED, WAIT)
+    finally:
+        runner.close(WAIT)
+    assert recorder.states("com.example.C") == ["INSTALLED", "STARTING", "FINISHED"]
+
+
 def test_should_skip_refuses_other_expressions() -> None:
     assert should_skip("onpath sh") is True
     with pytest.raises(ValueError):

@@ -237,3 +237,80 @@ def test_a_recipe_without_artifacts_runs_from_the_whole_artifact_folder(tmp_path
         assert "Hello from the artifact folder" in runtime.log_path(name).read_text()
         laid_out = runtime.root / "packages" / "artifacts" / name / version
         assert (laid_out / "data" / "greeting.txt").is_file()
+
+
+STARTUP_REPORTER = r'''
+import sys, time
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+
+client = GreengrassCoreIPCClientV2()
+client.update_state(state=sys.argv[1])
+print("reported", sys.argv[1], flush=True)
+time.sleep(60)
+'''
+
+
+def write_startup_reporter(tmp_path: Path, state: str, timeout: int) -> tuple[Path, str]:
+    """A component whose Startup process reports ``state`` through the real SDK, then stays."""
+    name = "com.example.StartupReporter"
+    script = tmp_path / "scripts" / "startup_reporter.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(STARTUP_REPORTER)
+    recipes = tmp_path / "recipes"
+    recipes.mkdir(parents=True, exist_ok=True)
+    (recipes / f"{name}.json").write_text(json.dumps({
+        "RecipeFormatVersion": "2020-01-25", "ComponentName": name, "ComponentVersion": "1.0.0",
+        "Manifests": [{"Platform": {"os": "linux"}, "Lifecycle": {"Startup": {
+            "Script": f"exec '{sys.executable}' '{script}' {state}", "Timeout": timeout}}}]}))
+    return recipes, name
+
+
+def test_update_state_running_from_startup_moves_to_running(tmp_path: Path) -> None:
+    """#9.2: the nucleus moves STARTING -> RUNNING on UpdateState(RUNNING) from a Startup
+    process, which runs on, and the startup timeout no longer applies (Lifecycle.reportState)."""
+    recipes, name = write_startup_reporter(tmp_path, "RUNNING", timeout=1)
+    with fast_runtime(tmp_path / "root") as runtime:
+        record = runtime.deploy(request(recipes, {name: "1.0.0"}), 30)
+        assert record.status == "SUCCEEDED", record.error
+        assert runtime.state(name) == State.RUNNING
+        wait_until(lambda: "reported RUNNING" in runtime.log_path(name).read_text())
+        # well past the 1 s startup timeout: still RUNNING, no error
+        assert not runtime.wait_for_state(name, (State.ERRORED, State.BROKEN), 2.5)
+        assert runtime.state(name) == State.RUNNING
+        assert "timed out" not in runtime.log_path(name).read_text()
+
+
+def test_update_state_errored_during_startup_is_an_error(tmp_path: Path) -> None:
+    """#9.2: UpdateState(ERRORED) while STARTING counts as an error (restart; the third makes
+    it BROKEN), long before the startup timeout."""
+    recipes, name = write_startup_reporter(tmp_path, "ERRORED", timeout=120)
+    with fast_runtime(tmp_path / "root") as runtime:
+        runtime.submit_deployment(request(recipes, {name: "1.0.0"}))
+        assert runtime.wait_for_state(name, State.BROKEN, 30)
+        text = runtime.log_path(name).read_text()
+        assert text.count("shell-runner-start") == 3  # started three times, errored three times
+        assert "the component reported ERRORED (UpdateState)" in text
+
+
+def test_components_get_the_nucleus_environment(tmp_path: Path) -> None:
+    """#9.9: the variables the nucleus sets for every lifecycle script (IPCEventStreamService,
+    ShellRunner, Kernel): both socket variables, the token for TES, the root CA path, the
+    nucleus version."""
+    names = ["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH",
+             "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", "SVCUID",
+             "AWS_CONTAINER_AUTHORIZATION_TOKEN", "GG_ROOT_CA_PATH", "GGC_VERSION"]
+    out = tmp_path / "env.json"
+    dump = (f"'{sys.executable}' -c \"import json, os; json.dump({{n: os.environ.get(n) for n "
+            f"in {names!r}}}, open('{out}', 'w'))\"")
+    recipes = tmp_path / "recipes"
+    write_recipe(recipes, "com.example.Env", "1.0.0", dump)
+    with fast_runtime(tmp_path / "root") as runtime:
+        record = runtime.deploy(request(recipes, {"com.example.Env": "1.0.0"}), 30)
+        assert record.status == "SUCCEEDED", record.error
+        env = json.loads(wait_until(lambda: out.exists() and out.read_text()))
+    socket_path = str(runtime.socket_path)
+    assert env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH"] == socket_path
+    assert env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"] == socket_path
+    assert env["SVCUID"] and env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == env["SVCUID"]
+    assert env["GG_ROOT_CA_PATH"] == ""  # no root CA here: the nucleus sets "" then
+    assert env["GGC_VERSION"] == "2.12.0"

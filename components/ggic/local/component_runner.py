@@ -1,35 +1,8 @@
-"""One component's lifecycle state machine, with the nucleus's states and restart rules.
-
-One :class:`ComponentRunner` per component mirrors the nucleus's ``Lifecycle`` state machine:
-
-* ``NEW``: (``Bootstrap`` when new or its version changed) and ``Install`` (120 s default);
-  success -> ``INSTALLED``, failure -> ``ERRORED`` and ``Install`` again.
-* ``INSTALLED``: waits until every HARD dependency is ``RUNNING``, ``STOPPING`` or
-  ``FINISHED`` (SOFT dependencies are not waited for) -> ``STARTING``.
-* ``STARTING``: ``Startup`` (120 s) -> ``RUNNING`` when it exits 0; or ``Run`` is started ->
-  ``RUNNING`` at once; no ``Run`` at all -> ``FINISHED``.
-* ``RUNNING``: ``Run`` exits 0 -> ``STOPPING`` -> ``FINISHED``; exits non-zero or runs past its
-  ``Timeout`` -> ``ERRORED`` -> (``Recover``) -> ``STOPPING`` -> ``INSTALLED`` -> ... again.
-* ``STOPPING``: ``Shutdown`` (15 s), then SIGTERM to the remaining lifecycle process group,
-  SIGKILL after a grace period (the nucleus waits 5 s).
-* The third ``ERRORED`` from the same state (``NEW``, ``STARTING`` or ``RUNNING``) within an
-  hour becomes ``BROKEN`` instead; only a new deployment (:meth:`ComponentRunner.reinstall`)
-  leaves ``BROKEN``.
-
-Scripts run with ``sh -c`` in the component's work folder, with this process's environment plus
-the runtime's (IPC socket, SVCUID...) plus the recipe's ``Setenv`` (lifecycle-wide, then the
-step's own). ``RequiresPrivilege`` is not applied locally: the step runs as the current user
-and a warning says so. Each output line goes to ``<root>/logs/<component>.log``.
-
-:class:`Supervisor` runs a set of components in dependency order, restarts HARD dependers when
-a dependency leaves a healthy state, and stops them in reverse order. State changes are
-reported through a callback, called from the runners' threads.
-"""
+"""One component's lifecycle state machine (:class:`ComponentRunner`), with the nucleus's states
+and restart rules: see the lifecycle module's docstring for the states and their steps."""
 
 from __future__ import annotations
 
-import enum
-import getpass
 import logging
 import os
 import threading
@@ -39,23 +12,14 @@ from pathlib import Path
 from typing import Callable
 
 from .component_logs import ComponentLog
-from .lifecycle_states import ComponentSpec, RunnerSettings, State, StateCallback
-from .processes import ScriptProcess, should_skip
+from .lifecycle_states import ComponentSpec, RunnerSettings, State, StateCallback, StepResult
+from .processes import ScriptProcess, should_skip, spawn_step, wait_for_step
 from .recipe_lifecycle import LifecycleStep
 
 logger = logging.getLogger(__name__.rsplit(".", 1)[0] + ".lifecycle")
 
 #: States the error counter applies to; a third ERRORED from one of them means BROKEN.
 _COUNTED_STATES = frozenset({State.NEW, State.STARTING, State.RUNNING})
-
-
-class StepResult(str, enum.Enum):
-    OK = "OK"
-    SKIPPED = "SKIPPED"
-    NOTHING = "NOTHING"  # step absent or empty
-    FAILED = "FAILED"  # non-zero exit, or could not start
-    TIMEOUT = "TIMEOUT"
-    ABORTED = "ABORTED"  # stopped on request
 
 
 # --- one component ----------------------------------------------------------------------------
@@ -92,6 +56,9 @@ class ComponentRunner:
         self._run_deadline: float | None = None
         self._generation = 0
         self._reported_error: str | None = None  # UpdateState(ERRORED) from the component
+        self._reported_running = False  # UpdateState(RUNNING) during Startup
+        self._run_is_startup = False  # the watched process is a Startup that reported RUNNING
+        self._startup_process: ScriptProcess | None = None
         self._thread: threading.Thread | None = None
 
     # public API
@@ -147,11 +114,24 @@ class ComponentRunner:
     def report_errored(self, reason: str = "the component reported ERRORED") -> bool:
         """The component reported ERRORED itself (IPC UpdateState): handled like a crash, as
         the nucleus does (Recover, stop, start again; the third error within an hour ->
-        BROKEN). False, and ignored, unless the component is RUNNING."""
+        BROKEN). The nucleus's Lifecycle accepts it from STARTING and RUNNING
+        (ALLOWED_STATE_TRANSITION_FOR_REPORTING); False, and ignored, otherwise."""
         with self._cond:
-            if self._state != State.RUNNING or self._closed:
+            if self._state not in (State.STARTING, State.RUNNING) or self._closed:
                 return False
             self._reported_error = reason
+            self._cond.notify_all()
+        return True
+
+    def report_running(self) -> bool:
+        """The component reported RUNNING (IPC UpdateState): during ``Startup`` that moves
+        STARTING -> RUNNING and ends the startup timeout, the Startup process running on (the
+        nucleus's Lifecycle.reportState; GenericExternalService.startup). False, and ignored,
+        unless STARTING."""
+        with self._cond:
+            if self._state != State.STARTING or self._closed:
+                return False
+            self._reported_running = True
             self._cond.notify_all()
         return True
 
@@ -334,6 +314,7 @@ class ComponentRunner:
     def _start_service(self) -> None:
         with self._cond:
             self._reported_error = None  # a report about an earlier run
+            self._reported_running = False
         if self.spec.builtin:
             self._set_state(State.RUNNING)
             return
@@ -341,16 +322,30 @@ class ComponentRunner:
         startup = lifecycle.step("Startup")
         if startup is not None and startup.script.strip():
             result = self._run_foreground(
-                "Startup", lambda: self._stop_wanted() or self._restart_pending)
-            self.log.event("INFO", None, "Startup script exited", State.STARTING.value,
-                           exitCode=self._last_exit)
+                "Startup", lambda: self._stop_wanted() or self._restart_pending,
+                watch_reports=True)
+            if result not in (StepResult.SKIPPED, StepResult.REPORTED_RUNNING,
+                              StepResult.REPORTED_ERRORED):
+                self.log.event("INFO", None, "Startup script exited", State.STARTING.value,
+                               exitCode=self._last_exit)
             if result == StepResult.ABORTED:
                 self._set_state(State.STOPPING)
-            elif result in (StepResult.OK, StepResult.SKIPPED):
+                return
+            if result == StepResult.OK:
                 self._set_state(State.RUNNING)
-            else:
+                return
+            if result == StepResult.REPORTED_RUNNING:
+                self._watch_startup()
+                return
+            if result == StepResult.REPORTED_ERRORED:
+                with self._cond:
+                    reason, self._reported_error = self._reported_error, None
+                self._report_error(reason or "the component reported ERRORED")
+                return
+            if result != StepResult.SKIPPED:
                 self._report_error(f"Startup {result.value.lower()}")
-            return
+                return
+            # GenericExternalService.startup: a Startup that did nothing (skipped) -> Run
         run = lifecycle.step("Run")
         if run is None or not run.script.strip():
             with self._cond:
@@ -362,7 +357,10 @@ class ComponentRunner:
             if run.skipif and should_skip(run.skipif, env):
                 self.log.event("DEBUG", "generic-service-skipped", None, State.STARTING.value,
                                script=run.script_name(self.name))
-                self._set_state(State.RUNNING)  # as the nucleus: RUNNING with no process
+                # GenericExternalService.handleRunScript: NothingDone -> reportState(FINISHED)
+                with self._cond:
+                    self._desired = State.FINISHED
+                self._set_state(State.FINISHED)
                 return
         except ValueError as exc:
             self._report_error(str(exc))
@@ -375,11 +373,29 @@ class ComponentRunner:
             self._generation += 1
             generation = self._generation
             self._run_process = process
+            self._run_is_startup = False
             self._run_exit = None
             timeout = run.effective_timeout
             self._run_deadline = None if timeout is None else time.monotonic() + timeout
         threading.Thread(target=self._watch_run, args=(process, generation), daemon=True,
                          name=f"{self.name}-run-watch").start()
+        self._set_state(State.RUNNING)
+
+    def _watch_startup(self) -> None:
+        """RUNNING, reported by a Startup still running: watch it as the Run process is watched
+        (a non-zero exit is an error; exit 0 changes nothing, as in the nucleus); no timeout."""
+        with self._cond:
+            process, self._startup_process = self._startup_process, None
+            self._generation += 1
+            generation = self._generation
+            self._run_process = process
+            self._run_is_startup = True
+            self._run_exit = None
+            self._run_deadline = None
+        self.log.event("INFO", None, "Startup reported RUNNING", State.STARTING.value)
+        if process is not None:
+            threading.Thread(target=self._watch_run, args=(process, generation), daemon=True,
+                             name=f"{self.name}-startup-watch").start()
         self._set_state(State.RUNNING)
 
     def _watch_run(self, process: ScriptProcess, generation: int) -> None:
@@ -401,6 +417,8 @@ class ComponentRunner:
                     code = self._run_exit
                     self._run_exit = None
                     self._run_process = None
+                    if code == 0 and self._run_is_startup:
+                        continue  # a Startup that reported RUNNING, then exited cleanly
                     outcome = "exit"
                     break
                 if self._reported_error is not None:
@@ -527,31 +545,14 @@ class ComponentRunner:
         return env
 
     def _spawn(self, step: LifecycleStep, env: Mapping[str, str]) -> ScriptProcess | None:
-        script_name = step.script_name(self.name)
-        if step.requires_privilege:
-            user = getpass.getuser()
-            self.log.event("WARN", "privilege-not-applied",
-                           f"RequiresPrivilege is not applied locally; running as {user}",
-                           self._state.value, scriptName=script_name)
-            logger.warning("%s: %s: RequiresPrivilege not applied locally (running as %s)",
-                           self.name, step.name, user)
-        work_dir = Path(self.spec.work_dir)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        process = ScriptProcess(step.script, script_name, env, work_dir, self.log,
-                                lambda: self._state, self.settings.output_drain_timeout)
-        self.log.event("INFO", "shell-runner-start", None, self._state.value,
-                       scriptName=script_name, command=f'["{step.script}"]')
-        try:
-            process.start()
-        except OSError as exc:
-            self.log.event("ERROR", "shell-runner-error", str(exc), self._state.value,
-                           scriptName=script_name)
-            logger.error("%s: can't start %s: %s", self.name, step.name, exc)
-            return None
-        return process
+        return spawn_step(self.name, step, env, Path(self.spec.work_dir), self.log,
+                          lambda: self._state, self.settings.output_drain_timeout)
 
-    def _run_foreground(self, name: str, abort: Callable[[], bool] | None) -> StepResult:
-        """Run a step to completion (Install, Startup, Shutdown...), with its timeout."""
+    def _run_foreground(self, name: str, abort: Callable[[], bool] | None,
+                        watch_reports: bool = False) -> StepResult:
+        """Run a step to completion (Install, Startup, Shutdown...), with its timeout. With
+        ``watch_reports`` (Startup), the component's UpdateState(RUNNING) ends the wait (the
+        process keeps running, in ``_startup_process``) and UpdateState(ERRORED) stops it."""
         self._last_exit = None
         step = self.spec.lifecycle.step(name)
         if step is None or not step.script.strip():
@@ -569,27 +570,31 @@ class ComponentRunner:
         process = self._spawn(step, env)
         if process is None:
             return StepResult.FAILED
-        timeout = step.effective_timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            code = process.wait(self.settings.poll_interval)
-            if code is not None:
-                break
-            if abort is not None:
-                with self._cond:
-                    aborting = abort()
-                if aborting:
-                    process.terminate(self.settings.grace_period)
+
+        def interrupt() -> StepResult | None:
+            with self._cond:
+                if abort is not None and abort():
                     return StepResult.ABORTED
-            if deadline is not None and time.monotonic() >= deadline:
-                self.log.event("WARN", "shell-runner-timeout",
-                               f"{name} timed out after {timeout:g} seconds", self._state.value,
-                               scriptName=step.script_name(self.name))
-                process.terminate(self.settings.grace_period)
-                return StepResult.TIMEOUT
-        self._last_exit = code
-        if code != 0:
+                if not watch_reports:
+                    return None
+                if self._reported_error is not None:
+                    return StepResult.REPORTED_ERRORED
+                if self._reported_running:
+                    self._startup_process = process
+                    return StepResult.REPORTED_RUNNING
+                return None
+
+        result = wait_for_step(process, step.effective_timeout, self.settings.poll_interval,
+                               self.settings.grace_period, interrupt)
+        if result == StepResult.TIMEOUT:
+            self.log.event("WARN", "shell-runner-timeout",
+                           f"{name} timed out after {step.effective_timeout:g} seconds",
+                           self._state.value, scriptName=step.script_name(self.name))
+        if not isinstance(result, int):
+            return result
+        self._last_exit = result
+        if result != 0:
             self.log.event("WARN", "shell-runner-error", None, self._state.value,
-                           scriptName=step.script_name(self.name), exitCode=code)
+                           scriptName=step.script_name(self.name), exitCode=result)
             return StepResult.FAILED
         return StepResult.OK

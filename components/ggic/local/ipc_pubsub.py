@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .authorization import PUBSUB_SERVICE
-from .ipc_errors import InvalidArgumentsError
+from .ipc_errors import InvalidArgumentsError, ServiceError
 from .ipc_types import OperationContext, OperationResult
 from .pubsub_broker import (
     RECEIVE_MODES,
@@ -16,7 +16,12 @@ from .pubsub_broker import (
     Subscription,
     default_receive_mode,
 )
-from .topics import TopicError, validate_publish_topic, validate_topic_filter
+from .topics import (
+    NoTopicLevelError,
+    TopicError,
+    validate_publish_topic,
+    validate_topic_filter,
+)
 
 PUBLISH_TO_TOPIC = "aws.greengrass#PublishToTopic"
 SUBSCRIBE_TO_TOPIC = "aws.greengrass#SubscribeToTopic"
@@ -60,6 +65,9 @@ def handle_publish_to_topic(ctx: OperationContext, request: Mapping[str, Any]) -
     ctx.authorize(PUBSUB_SERVICE, PUBLISH_TO_TOPIC, topic)
     try:
         validate_publish_topic(topic)
+    except NoTopicLevelError as exc:
+        # the nucleus's SubscriptionTrie.get fails on a topic with no level: an internal error
+        raise ServiceError(str(exc)) from None
     except TopicError as exc:
         raise InvalidArgumentsError(str(exc)) from None
     message = _message_from_request(request, topic, ctx.component)

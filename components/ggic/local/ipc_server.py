@@ -1,7 +1,8 @@
 """A local Greengrass IPC server: speaks the nucleus's IPC protocol to the real awsiotsdk client.
 
 Components that use ``GreengrassCoreIPCClientV2`` unchanged connect to it through the same two
-environment variables the nucleus sets (:meth:`IpcServer.component_env`)::
+environment variables the nucleus sets (:meth:`IpcServer.component_env`; with the older socket
+variable and the TES token too)::
 
     server = IpcServer(tmp / "ipc.socket")
     server.register_component("com.custom.requester", access_control=..., configuration=...)
@@ -37,7 +38,9 @@ from .topics import validate_publish_topic, validate_topic_filter
 log = logging.getLogger("ggic.local.ipc")
 
 SOCKET_ENV = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"
+SOCKET_ENV_OLD = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH"  # IPCEventStreamService sets both
 TOKEN_ENV = "SVCUID"
+TES_TOKEN_ENV = "AWS_CONTAINER_AUTHORIZATION_TOKEN"  # ShellRunner: the SVCUID again, for TES
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 _START_TIMEOUT = 10.0
 _EVENT_OVERHEAD_BYTES = 1024
@@ -221,7 +224,10 @@ class IpcServer:
             connection.close_threadsafe()
 
     def component_env(self, name: str) -> dict[str, str]:
-        return {SOCKET_ENV: str(self.socket_path), TOKEN_ENV: self._nucleus.token(name)}
+        token = self._nucleus.token(name)
+        socket_path = str(self.socket_path)
+        return {SOCKET_ENV: socket_path, SOCKET_ENV_OLD: socket_path, TOKEN_ENV: token,
+                TES_TOKEN_ENV: token}
 
     def components(self) -> list[str]:
         return self._nucleus.component_names()

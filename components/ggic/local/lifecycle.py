@@ -10,8 +10,10 @@ One :class:`ComponentRunner` per component mirrors the nucleus's ``Lifecycle`` s
   success -> ``INSTALLED``, failure -> ``ERRORED`` and ``Install`` again.
 * ``INSTALLED``: waits until every HARD dependency is ``RUNNING``, ``STOPPING`` or
   ``FINISHED`` (SOFT dependencies are not waited for) -> ``STARTING``.
-* ``STARTING``: ``Startup`` (120 s) -> ``RUNNING`` when it exits 0; or ``Run`` is started ->
-  ``RUNNING`` at once; no ``Run`` at all -> ``FINISHED``.
+* ``STARTING``: ``Startup`` (120 s) -> ``RUNNING`` when it exits 0 or when the component
+  reports RUNNING with UpdateState (its process runs on; UpdateState(ERRORED) is an error); a
+  skipped or absent ``Startup`` -> ``Run`` is started -> ``RUNNING`` at once; no ``Run``, or a
+  skipped one, -> ``FINISHED``.
 * ``RUNNING``: ``Run`` exits 0 -> ``STOPPING`` -> ``FINISHED``; exits non-zero or runs past its
   ``Timeout`` -> ``ERRORED`` -> (``Recover``) -> ``STOPPING`` -> ``INSTALLED`` -> ... again.
 * ``STOPPING``: ``Shutdown`` (15 s), then SIGTERM to the remaining lifecycle process group,
@@ -32,13 +34,14 @@ reported through a callback, called from the runners' threads.
 
 from __future__ import annotations
 
-from .component_runner import ComponentRunner, StepResult
+from .component_runner import ComponentRunner
 from .lifecycle_states import (
     DEPENDENCY_READY_STATES,
     ComponentSpec,
     RunnerSettings,
     State,
     StateCallback,
+    StepResult,
     nucleus_environment,
 )
 from .processes import ScriptProcess, should_skip

@@ -66,9 +66,25 @@ StateCallback = Callable[[str, State, State], None]
 
 
 def nucleus_environment(thing_name: str, region: str = "us-east-1",
-                        nucleus_version: str = "") -> dict[str, str]:
-    """The variables the nucleus sets for every lifecycle script (besides IPC ones)."""
-    env = {"AWS_IOT_THING_NAME": thing_name, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+                        nucleus_version: str = "", root_ca_path: str = "") -> dict[str, str]:
+    """The variables the nucleus sets for every lifecycle script (besides IPC ones):
+    ``GG_ROOT_CA_PATH`` ("" without a root CA, as ShellRunner sets it), ``GGC_VERSION`` (the
+    nucleus's version, Kernel's setenv)."""
+    env = {"AWS_IOT_THING_NAME": thing_name, "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
+           "GG_ROOT_CA_PATH": root_ca_path}
     if nucleus_version:
         env["GGC_VERSION"] = nucleus_version
     return env
+
+
+class StepResult(str, enum.Enum):
+    """How a foreground lifecycle step ended."""
+
+    OK = "OK"
+    SKIPPED = "SKIPPED"
+    NOTHING = "NOTHING"  # step absent or empty
+    FAILED = "FAILED"  # non-zero exit, or could not start
+    TIMEOUT = "TIMEOUT"
+    ABORTED = "ABORTED"  # stopped on request
+    REPORTED_RUNNING = "REPORTED_RUNNING"  # Startup: the component said RUNNING (still runs)
+    REPORTED_ERRORED = "REPORTED_ERRORED"  # Startup: the component said ERRORED

@@ -3,6 +3,7 @@ line to the component's log, SIGTERM then SIGKILL after a grace period; and ``Sk
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import re
@@ -11,12 +12,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Callable
 
 from .component_logs import ComponentLog
-from .lifecycle_states import State
+from .lifecycle_states import State, StepResult
+from .recipe_lifecycle import LifecycleStep
 
 logger = logging.getLogger(__name__.rsplit(".", 1)[0] + ".lifecycle")
 
@@ -135,3 +138,51 @@ class ScriptProcess:
                 os.killpg(self._proc.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def wait_for_step(process: ScriptProcess, timeout: float | None, poll_interval: float,
+                  grace: float, interrupt: Callable[[], StepResult | None]
+                  ) -> StepResult | int:
+    """Wait for a foreground step's process: its exit code; or TIMEOUT (terminated after
+    ``timeout`` seconds); or what ``interrupt`` returns once it returns something (the process
+    is terminated, except for REPORTED_RUNNING: a Startup that said RUNNING runs on)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        code = process.wait(poll_interval)
+        if code is not None:
+            return code
+        why = interrupt()
+        if why is not None:
+            if why != StepResult.REPORTED_RUNNING:
+                process.terminate(grace)
+            return why
+        if deadline is not None and time.monotonic() >= deadline:
+            process.terminate(grace)
+            return StepResult.TIMEOUT
+
+
+def spawn_step(component: str, step: LifecycleStep, env: Mapping[str, str], work_dir: Path,
+               log: ComponentLog, state: Callable[[], State], drain_timeout: float
+               ) -> ScriptProcess | None:
+    """Start a lifecycle step's script in the work folder (logged as the nucleus logs it);
+    None if it can't be started. ``RequiresPrivilege`` is not applied locally (warned)."""
+    script_name = step.script_name(component)
+    if step.requires_privilege:
+        user = getpass.getuser()
+        log.event("WARN", "privilege-not-applied",
+                  f"RequiresPrivilege is not applied locally; running as {user}",
+                  state().value, scriptName=script_name)
+        logger.warning("%s: %s: RequiresPrivilege not applied locally (running as %s)",
+                       component, step.name, user)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    process = ScriptProcess(step.script, script_name, env, work_dir, log, state, drain_timeout)
+    log.event("INFO", "shell-runner-start", None, state().value,
+              scriptName=script_name, command=f'["{step.script}"]')
+    try:
+        process.start()
+    except OSError as exc:
+        log.event("ERROR", "shell-runner-error", str(exc), state().value,
+                  scriptName=script_name)
+        logger.error("%s: can't start %s: %s", component, step.name, exc)
+        return None
+    return process

@@ -54,6 +54,7 @@ from .config_validation import DEFAULT_VALIDATION_TIMEOUT_S
 from .control import LocalControlHandler
 from .deployment import (
     CONFIGURATION_FILE,
+    DEFAULT_NUCLEUS_VERSION,
     DEFAULT_THING_NAME,
     DeploymentError,
     DeploymentPlan,
@@ -169,7 +170,8 @@ class LocalRuntime:
         )
         self.supervisor = Supervisor(
             [], self.root, env_for=self._component_env,
-            base_env=nucleus_environment(self.settings.thing_name, self.settings.region),
+            base_env=nucleus_environment(self.settings.thing_name, self.settings.region,
+                                         nucleus_version=DEFAULT_NUCLEUS_VERSION),
             on_state_change=self._on_lifecycle_state, settings=self.settings.runner,
         )
         self.pauser = ComponentPauser(self.supervisor.state, self._run_process_id,
@@ -559,7 +561,12 @@ class LocalRuntime:
             except KeyError:
                 return
             if not handled:
-                log.warning("%s reported ERRORED while not RUNNING; ignored", name)
+                log.warning("%s reported ERRORED while not STARTING or RUNNING; ignored", name)
+        elif state == "RUNNING":
+            try:
+                self.supervisor.report_running(name)  # STARTING (a Startup step) -> RUNNING
+            except KeyError:
+                return
 
     def _on_lifecycle_state(self, name: str, old: State, new: State) -> None:
         """A runner changed state (runner threads)."""

@@ -183,6 +183,10 @@ class Supervisor:
         """A component's own UpdateState(ERRORED): see :meth:`ComponentRunner.report_errored`."""
         return self.runner(name).report_errored(reason)
 
+    def report_running(self, name: str) -> bool:
+        """A component's own UpdateState(RUNNING): see :meth:`ComponentRunner.report_running`."""
+        return self.runner(name).report_running()
+
     def stop_all(self, timeout: float | None = None) -> dict[str, State]:
         for name in reversed(self._order):
             self._runners[name].stop(timeout)
