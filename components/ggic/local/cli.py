@@ -21,14 +21,15 @@ from .cli_commands import (
     run_deployment_list,
     run_deployment_status,
     run_iotcore,
-    run_logs,
     run_pub,
     run_stand_in_modelstore,
     run_start,
     run_stop,
     run_sub,
 )
+from .cli_deployment import run_deployment_cancel, run_get_debug_password
 from .cli_iotcore import add_iotcore_subcommands
+from .cli_logs import run_logs_command
 from .runtime import IOT_CORE_LOG
 
 # --- parsers -----------------------------------------------------------------------------------
@@ -63,6 +64,10 @@ def add_local_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_logs(commands, root)
     _add_iotcore(commands, root)
     _add_stand_in(commands)
+    password = commands.add_parser(
+        "get-debug-password", parents=[root], help="a username and password as greengrass-cli "
+        "gets them for the local debug console (there is none here)")
+    password.set_defaults(handler=run_get_debug_password)
     parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
 
 
@@ -127,6 +132,16 @@ def _add_deploy(commands: argparse._SubParsersAction, root: argparse.ArgumentPar
                         metavar="JSON|FILE",
                         help='configuration update: {"<name>": {"MERGE": {...}, "RESET": '
                              '["/key"]}}, as JSON text or a JSON file')
+    deploy.add_argument("-g", "--groupId", dest="group_id", default=None,
+                        help="thing group of the deployment (recorded; one group here)")
+    deploy.add_argument("--runWith", dest="run_with", action="append", default=[],
+                        metavar="NAME:posixUser=USER[:GROUP]",
+                        help="the user a component runs as (greengrass-cli's format); repeatable")
+    deploy.add_argument("--systemLimits", dest="system_limits", default=None,
+                        metavar="JSON|FILE",
+                        help='{"<name>": {"cpus": N, "memory": KB}} as JSON text or a file')
+    deploy.add_argument("-fp", "--failure-handling-policy", dest="failure_policy",
+                        choices=["ROLLBACK", "DO_NOTHING"], default=None)
     deploy.add_argument("--wait", action="store_true",
                         help="wait for the deployment to finish; exit 1 if it FAILED")
     deploy.add_argument("--timeout", type=float, default=1800.0,
@@ -147,6 +162,11 @@ def _add_deployment(commands: argparse._SubParsersAction, root: argparse.Argumen
     listing = sub.add_parser("list", parents=[root], help="every local deployment and its "
                              "status")
     listing.set_defaults(handler=run_deployment_list)
+    cancel = sub.add_parser("cancel", parents=[root], help="cancel a local deployment",
+                            description="Drop a queued deployment, or abandon one still "
+                                        "waiting for its components to allow the update.")
+    cancel.add_argument("-i", "--deploymentId", dest="deployment_id", required=True)
+    cancel.set_defaults(handler=run_deployment_cancel)
     parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
 
 
@@ -201,14 +221,17 @@ def _add_pubsub(commands: argparse._SubParsersAction, root: argparse.ArgumentPar
 def _add_logs(commands: argparse._SubParsersAction, root: argparse.ArgumentParser) -> None:
     logs = commands.add_parser(
         "logs", parents=[root], help="print the runtime's or a component's log",
-        description="Print <root>/logs/greengrass.log, or <root>/logs/NAME.log.")
+        description="Print <root>/logs/greengrass.log, or <root>/logs/NAME.log. `ggic local "
+                    "logs get` takes greengrass-cli's flags instead: -lf/--log-file, "
+                    "-ld/--log-dir, -f/--filter (there -f filters), -fol/--follow.")
     logs.add_argument("name", nargs="?", default=None, metavar="NAME",
                       help="a component name (default: the runtime's greengrass.log)")
     logs.add_argument("-f", "--follow", action="store_true",
                       help="keep printing new lines until Ctrl-C")
     logs.add_argument("-n", "--lines", type=int, default=None,
                       help="only the last N lines")
-    logs.set_defaults(handler=run_logs)
+    logs.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    logs.set_defaults(handler=run_logs_command)
 
 
 def _add_iotcore(commands: argparse._SubParsersAction, root: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .deployment_options import deployment_options
 from .runtime import CLI_TOKEN_FILE, IOT_CORE_LOG, default_root
 
 log = logging.getLogger("ggic.local.cli")
@@ -214,6 +215,10 @@ def run_deploy(args: argparse.Namespace) -> int:
         update = parse_update_config(args.update_config) if args.update_config else {}
     except DeploymentError as exc:
         raise CliError(str(exc)) from None
+    try:
+        options = deployment_options(args)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     remove = [n.strip() for item in args.remove for n in item.split(",") if n.strip()]
     configuration = {name: _update_document(u) for name, u in update.items()}
     response = _call(
@@ -224,7 +229,8 @@ def run_deploy(args: argparse.Namespace) -> int:
         if args.artifact_dir else None,
         root_component_versions_to_add=merge or None,
         root_components_to_remove=remove or None,
-        component_to_configuration=configuration or None)
+        component_to_configuration=configuration or None,
+        **options)
     deployment_id = response.deployment_id
     print(f"Local deployment submitted! Deployment Id: {deployment_id}", flush=True)
     if not args.wait:

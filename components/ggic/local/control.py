@@ -16,8 +16,13 @@ fields): the runtime offers its ``--stand-in`` folders to every deployment.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import secrets
+import uuid
 from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,6 +43,8 @@ LOCAL_DEPLOYMENT_RESOURCE = "LocalDeployment"
 CREATED_ON_FORMAT = "%m/%d/%Y %H:%M:%S"  # the model's "MM/dd/yyyy hh:mm:ss"
 FAILURE_POLICIES = ("ROLLBACK", "DO_NOTHING")
 STOP_TIMEOUT_S = 25.0  # the greengrass-cli waits 30 s for an answer
+DEBUG_USERNAME = "debug"  # CLIEventStreamAgent's, with 8 h passwords
+DEBUG_PASSWORD_LIFETIME = timedelta(hours=8)
 
 
 def deployment_request_from_ipc(request: Mapping[str, Any]) -> DeploymentRequest:
@@ -135,6 +142,8 @@ class RuntimeControl(Protocol):
 
     def stop_component(self, name: str, timeout: float | None = 30.0) -> State: ...
 
+    def cancel_deployment(self, deployment_id: str) -> None: ...
+
 
 class LocalControlHandler(ControlHandler):
     """Answers the greengrass-cli operations from the runtime (on an IPC worker thread)."""
@@ -167,6 +176,38 @@ class LocalControlHandler(ControlHandler):
     def list_local_deployments(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"localDeployments": [local_deployment_shape(r)
                                      for r in self.runtime.deployments()]}
+
+    def cancel_local_deployment(self, request: dict[str, Any]) -> dict[str, Any]:
+        """As the CLI's CancelLocalDeploymentHandler: a queued deployment is dropped, one waiting
+        for components to allow the update is abandoned; one being applied finishes."""
+        deployment_id = request.get("deploymentId")
+        try:
+            uuid.UUID(str(deployment_id))
+        except ValueError:
+            raise InvalidArgumentsError(
+                "Invalid deploymentId format received. DeploymentId is a UUID") from None
+        try:
+            record = self.runtime.deployment(str(deployment_id))
+        except NoSuchDeployment:
+            raise ResourceNotFoundError(f"Cannot find the deployment id provided {deployment_id}",
+                                        resource_type=LOCAL_DEPLOYMENT_RESOURCE,
+                                        resource_name=str(deployment_id)) from None
+        if record.finished:
+            return {"message": "Cancellation request is not processed because deployment is "
+                               "already finished"}
+        self.runtime.cancel_deployment(record.deployment_id)
+        return {"message": f"Cancel request submitted. Deployment ID: {deployment_id}"}
+
+    def create_debug_password(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A username/password as the CLI makes them (SHA-256 of 32 random bytes, URL-safe
+        base64, 8 h); there is no local debug console here to use them with."""
+        digest = hashlib.sha256(secrets.token_bytes(32)).digest()
+        password = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        expiration = datetime.now(timezone.utc) + DEBUG_PASSWORD_LIFETIME
+        log.warning("CreateDebugPassword: created a password, but the local runtime has no "
+                    "local debug console (aws.greengrass.LocalDebugConsole) to use it with")
+        return {"username": DEBUG_USERNAME, "password": password,
+                "passwordExpiration": expiration.timestamp()}
 
     # components
 

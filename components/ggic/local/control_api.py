@@ -47,6 +47,12 @@ class ControlHandler:
     def stop_component(self, request: dict[str, Any]) -> dict[str, Any]:
         return self._unsupported("StopComponent")
 
+    def cancel_local_deployment(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._unsupported("CancelLocalDeployment")
+
+    def create_debug_password(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._unsupported("CreateDebugPassword")
+
 
 CONTROL_METHODS: Mapping[str, str] = {
     PREFIX + "CreateLocalDeployment": "create_local_deployment",
@@ -56,6 +62,8 @@ CONTROL_METHODS: Mapping[str, str] = {
     PREFIX + "GetComponentDetails": "get_component_details",
     PREFIX + "RestartComponent": "restart_component",
     PREFIX + "StopComponent": "stop_component",
+    PREFIX + "CancelLocalDeployment": "cancel_local_deployment",
+    PREFIX + "CreateDebugPassword": "create_debug_password",
 }
 
 

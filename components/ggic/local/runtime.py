@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from .cli_identity import CLI_ACCESS_CONTROL, CLI_COMPONENT
 from .component_logs import component_log_path, logs_dir, runtime_log_path, setup_runtime_logging
 from .component_pause import ComponentPauser
 from .component_updates import DEFAULT_UPDATE_TIMEOUT_S
@@ -61,6 +62,7 @@ from .deployment import (
     DeploymentRequest,
     LocalDeployer,
 )
+from .deployment_cancel import Cancellations
 from .deployment_policies import ask_components
 from .iotcore_records import iot_core_line, read_iot_core_log
 from .ipc_server import IpcServer
@@ -86,24 +88,6 @@ IOT_CORE_LOG = "iotcore.jsonl"
 METRICS_LOG = "metrics.jsonl"
 DEPLOYMENTS_FILE = "local_deployments.json"
 REUSE_VENV_ENV = "GGIC_REUSE_VENV"
-CLI_COMPONENT = "aws.greengrass.Cli"
-#: The greengrass-cli's own IPC permissions: local pub/sub on any topic (``pubsub pub/sub``).
-CLI_ACCESS_CONTROL = {
-    "aws.greengrass.ipc.pubsub": {
-        f"{CLI_COMPONENT}:pubsub:1": {
-            "policyDescription": "greengrass-cli pubsub pub/sub",
-            "operations": ["aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"],
-            "resources": ["*"],
-        }
-    },
-    "aws.greengrass.ipc.mqttproxy": {  # iotcore pub/sub (the stand-in for AWS IoT Core)
-        f"{CLI_COMPONENT}:mqttproxy:1": {
-            "policyDescription": "greengrass-cli iotcore pub/sub",
-            "operations": ["aws.greengrass#PublishToIoTCore", "aws.greengrass#SubscribeToIoTCore"],
-            "resources": ["*"],
-        }
-    },
-}
 #: sun_path is 108 bytes on Linux and 104 on macOS (IpcServer refuses longer paths).
 MAX_SOCKET_PATH_BYTES = 103
 SETTLED_STATES = frozenset({State.RUNNING, State.FINISHED, State.BROKEN})
@@ -192,6 +176,7 @@ class LocalRuntime:
         self._started = False
         self._closed = False
         self._iot_core_lock = threading.Lock()
+        self._cancellations = Cancellations()
         self._records_file_lock = threading.Lock()
         self._load_deployment_records()
 
@@ -227,6 +212,7 @@ class LocalRuntime:
             return
         self._closed = True
         self._closing.set()
+        self._cancellations.close()
         self._queue.put(None)
         if self._worker is not None:
             self._worker.join(timeout)
@@ -279,6 +265,10 @@ class LocalRuntime:
             raise NoSuchDeployment(deployment_id)
         return dataclasses.replace(record)
 
+    def cancel_deployment(self, deployment_id: str) -> None:
+        """Drop a queued deployment, or abandon one still waiting for components to allow it."""
+        self._cancellations.request(deployment_id)
+
     def deployments(self) -> list[LocalDeploymentRecord]:
         with self._lock:
             return [dataclasses.replace(r) for r in self._deployments.values()]
@@ -301,6 +291,9 @@ class LocalRuntime:
             if self._closing.is_set():
                 self._finish(record, DeploymentStatus.FAILED, "FAILED_NO_STATE_CHANGE",
                              "the runtime stopped before the deployment ran", ("CLOSED",))
+                continue
+            if self._cancellations.requested(record.deployment_id):
+                self._finish(record, DeploymentStatus.CANCELED, "CANCELED", None, ())
                 continue
             try:
                 self._run_deployment(record)
@@ -345,7 +338,12 @@ class LocalRuntime:
         with self._lock:
             deployed = dict(self._versions)
         failure = ask_components(self.server.nucleus, plan, record.deployment_id, deployed,
-                                 self.supervisor.states(), self.settings, self._closing)
+                                 self.supervisor.states(), self.settings,
+                                 self._cancellations.waiter(record.deployment_id))
+        if failure is None and self._cancellations.requested(record.deployment_id):
+            self.server.nucleus.component_updates.send_post_update(record.deployment_id)
+            self._finish(record, DeploymentStatus.CANCELED, "CANCELED", None, ())
+            return False
         if failure is not None:
             self._finish(record, DeploymentStatus.FAILED, "FAILED_NO_STATE_CHANGE", failure,
                          ("COMPONENT_CONFIGURATION_NOT_VALID",))
