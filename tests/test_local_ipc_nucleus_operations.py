@@ -157,3 +157,29 @@ def test_pause_and_resume_need_the_lifecycle_policy(connect: Any, operation: str
     with ipc_error(UnauthorizedError, f"aws.greengrass.ipc.lifecycle:aws.greengrass#{operation}"
                                       " on resource com.example.Other"):
         call(component_name="com.example.Other")
+
+
+def test_a_validator_that_does_not_answer_fails_the_validation(connect: Any,
+                                                                server: Any) -> None:
+    name = "com.example.SilentValidator"
+    client = connect(name)
+    events: queue.Queue[Any] = queue.Queue()
+    client.subscribe_to_validate_configuration_updates(on_stream_event=events.put)
+    failure = server.nucleus.validation.validate("d-9", {name: {"TopK": "3"}}, 0.5)
+    assert failure is not None and failure.startswith(
+        "Error while waiting for validation report for one or more components")
+    assert events.get(timeout=TIMEOUT).validate_configuration_update_event.deployment_id == "d-9"
+    # the late report is refused: the request timed out
+    with ipc_error(InvalidArgumentsError, "Validation request either timed out or was never"):
+        client.send_configuration_validity_report(configuration_validity_report=(
+            ConfigurationValidityReport(status="ACCEPTED", deployment_id="d-9")))
+
+
+def test_a_silent_update_subscriber_only_delays_the_update(connect: Any, server: Any) -> None:
+    client = connect("com.example.Silent")
+    events: queue.Queue[Any] = queue.Queue()
+    client.subscribe_to_component_updates(on_stream_event=events.put)
+    # returns once the round's timeout has passed, without a deferral to honour
+    server.nucleus.component_updates.wait_until_disruptable("d-5", 0.3, threading.Event())
+    assert events.get(timeout=TIMEOUT).pre_update_event.deployment_id == "d-5"
+    assert events.empty()

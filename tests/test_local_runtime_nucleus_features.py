@@ -296,3 +296,40 @@ def test_a_component_with_a_cli_policy_may_call_the_cli_operations(tmp_path: Pat
                 client.stop_component(component_name="com.example.Sleeper")
         finally:
             client.close()
+
+
+def test_without_notification_an_update_goes_ahead_unannounced(tmp_path: Path) -> None:
+    recipes = tmp_path / "recipes"
+    scripts = tmp_path / "scripts"
+    write_script_component(recipes, scripts, POLICY_PROBE, POLICY_SCRIPT)
+    write_script_component(recipes, scripts, POLICY_PROBE, POLICY_SCRIPT, "1.1.0")
+    # what the nucleus does for greengrass-cli deployments (SKIP_NOTIFY_COMPONENTS)
+    with fast_runtime(tmp_path / "root", notify_components=False) as runtime:
+        assert runtime.deploy(request(recipes, {POLICY_PROBE: "1.0.0"}), TIMEOUT).status \
+            == "SUCCEEDED"
+        wait_until(lambda: [e for e in events_of(runtime, POLICY_PROBE) if e["event"] == "ready"])
+        assert runtime.deploy(request(recipes, {POLICY_PROBE: "1.1.0"}), TIMEOUT).status \
+            == "SUCCEEDED"
+        wait_until(lambda: len([e for e in events_of(runtime, POLICY_PROBE)
+                                if e["event"] == "ready"]) == 2)
+        assert not [e for e in events_of(runtime, POLICY_PROBE) if e["event"] == "pre-update"]
+
+
+def test_accepted_component_metrics_are_written_to_the_metrics_log(tmp_path: Path) -> None:
+    from awsiot.greengrasscoreipc.model import Metric
+
+    with fast_runtime(tmp_path / "root") as runtime:
+        token = runtime.server.register_component("aws.greengrass.StreamManager")
+        client = GreengrassCoreIPCClientV2(client=awsiot.greengrasscoreipc.connect(
+            ipc_socket=str(runtime.socket_path), authtoken=token))
+        try:
+            client.put_component_metric(metrics=[Metric(name="BytesAppended", unit="BYTES",
+                                                        value=42.0)])
+        finally:
+            client.close()
+        path = runtime.root / "logs" / "metrics.jsonl"
+        wait_until(path.exists)
+        (line,) = wait_until(lambda: path.read_text().splitlines())
+        record = json.loads(line)
+        assert (record["namespace"], record["name"], record["unit"], record["value"]) == \
+            ("aws.greengrass.StreamManager", "BytesAppended", "BYTES", 42.0)

@@ -96,6 +96,13 @@ def _add_start(commands: argparse._SubParsersAction, root: argparse.ArgumentPars
                             "environment ($GGIC_REUSE_VENV)")
     start.add_argument("--no-resume", action="store_true",
                        help="don't restart the root's last deployment")
+    start.add_argument("--skip-notify-components", action="store_true",
+                       help="deploy without SubscribeToComponentUpdates events, as the nucleus "
+                            "does for greengrass-cli deployments (default: notify, as for cloud "
+                            "deployments)")
+    start.add_argument("--component-update-timeout", type=float, default=60.0, metavar="S",
+                       help="how long a deployment waits for components to answer an update "
+                            "event, each round (default: 60, the nucleus's)")
     start.set_defaults(handler=run_start)
 
 

@@ -129,7 +129,9 @@ def run_start(args: argparse.Namespace) -> int:
         thing_name=args.thing_name or DEFAULT_THING_NAME, region=args.region,
         platform_overrides=overrides,
         stand_ins=tuple(f.absolute() for f in args.stand_ins),
-        reuse_venv=None if args.build_venvs else sys.prefix, resume=not args.no_resume)
+        reuse_venv=None if args.build_venvs else sys.prefix, resume=not args.no_resume,
+        notify_components=not args.skip_notify_components,
+        component_update_timeout=args.component_update_timeout)
     running = _running_pid(root)
     if running is not None:
         print(f"error: a ggic local runtime (pid {running}) is already running at {root}",
