@@ -17,6 +17,7 @@ from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import UnauthorizedError
 
 from ggic.local.deployment import DeploymentRequest
+from ggic.local.deployment_policies import DeploymentPolicies
 from ggic.local.lifecycle import State
 from ipc_clients import ipc_error
 from local_components import fast_runtime, run_ggic, write_recipe
@@ -73,7 +74,8 @@ def test_deployment_cancel_abandons_a_deferred_update(
     recipes, root = tmp_path / "recipes", tmp_path / "root"
     write_deferrer(recipes, tmp_path / "scripts", "1.0.0")
     write_deferrer(recipes, tmp_path / "scripts", "2.0.0")
-    with fast_runtime(root, component_update_timeout=10.0) as runtime:
+    policies = DeploymentPolicies(component_update_timeout=10.0)
+    with fast_runtime(root, policies=policies) as runtime:
         first = runtime.deploy(DeploymentRequest(recipe_dir=recipes, merge={DEFERRER: "1.0.0"}),
                                TIMEOUT)
         assert first.status == "SUCCEEDED", first.error

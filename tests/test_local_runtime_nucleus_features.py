@@ -18,6 +18,7 @@ from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import InvalidArgumentsError
 
 from ggic.local.deployment import DeploymentRequest, parse_update_config
+from ggic.local.deployment_policies import DeploymentPolicies
 from ggic.local.lifecycle import State
 from ipc_clients import ipc_error
 from local_components import fast_runtime, run_ggic, write_recipe
@@ -134,7 +135,8 @@ def test_a_rejected_configuration_fails_the_deployment_and_changes_nothing(
     recipes = tmp_path / "recipes"
     write_script_component(recipes, tmp_path / "scripts", POLICY_PROBE, POLICY_SCRIPT,
                            defaults={"TopK": "5"})
-    with fast_runtime(tmp_path / "root", component_update_timeout=5.0) as runtime:
+    policies = DeploymentPolicies(component_update_timeout=5.0)
+    with fast_runtime(tmp_path / "root", policies=policies) as runtime:
         assert runtime.deploy(request(recipes, {POLICY_PROBE: "1.0.0"}), TIMEOUT).status \
             == "SUCCEEDED"
         wait_until(lambda: [e for e in events_of(runtime, POLICY_PROBE) if e["event"] == "ready"])
@@ -160,7 +162,8 @@ def test_an_update_is_announced_deferred_and_then_applied(tmp_path: Path) -> Non
     scripts = tmp_path / "scripts"
     write_script_component(recipes, scripts, POLICY_PROBE, POLICY_SCRIPT)
     write_script_component(recipes, scripts, POLICY_PROBE, POLICY_SCRIPT, "1.1.0")
-    with fast_runtime(tmp_path / "root", component_update_timeout=10.0) as runtime:
+    policies = DeploymentPolicies(component_update_timeout=10.0)
+    with fast_runtime(tmp_path / "root", policies=policies) as runtime:
         assert runtime.deploy(request(recipes, {POLICY_PROBE: "1.0.0"}), TIMEOUT).status \
             == "SUCCEEDED"
         ready = wait_until(lambda: [e for e in events_of(runtime, POLICY_PROBE)
@@ -304,7 +307,8 @@ def test_without_notification_an_update_goes_ahead_unannounced(tmp_path: Path) -
     write_script_component(recipes, scripts, POLICY_PROBE, POLICY_SCRIPT)
     write_script_component(recipes, scripts, POLICY_PROBE, POLICY_SCRIPT, "1.1.0")
     # what the nucleus does for greengrass-cli deployments (SKIP_NOTIFY_COMPONENTS)
-    with fast_runtime(tmp_path / "root", notify_components=False) as runtime:
+    policies = DeploymentPolicies(notify_components=False)
+    with fast_runtime(tmp_path / "root", policies=policies) as runtime:
         assert runtime.deploy(request(recipes, {POLICY_PROBE: "1.0.0"}), TIMEOUT).status \
             == "SUCCEEDED"
         wait_until(lambda: [e for e in events_of(runtime, POLICY_PROBE) if e["event"] == "ready"])

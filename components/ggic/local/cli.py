@@ -18,6 +18,7 @@ from .cli_commands import (
     run_component_details,
     run_component_list,
     run_deploy,
+    run_deployment_cancel,
     run_deployment_list,
     run_deployment_status,
     run_iotcore,
@@ -27,7 +28,7 @@ from .cli_commands import (
     run_stop,
     run_sub,
 )
-from .cli_deployment import run_deployment_cancel, run_get_debug_password
+from .cli_deployment import run_get_debug_password
 from .cli_iotcore import add_iotcore_subcommands
 from .cli_logs import run_logs_command
 from .runtime import IOT_CORE_LOG
@@ -158,7 +159,8 @@ def _add_deploy(commands: argparse._SubParsersAction, root: argparse.ArgumentPar
 
 def _add_deployment(commands: argparse._SubParsersAction, root: argparse.ArgumentParser
                     ) -> None:
-    parser = commands.add_parser("deployment", help="local deployments (create, status, list)",
+    parser = commands.add_parser("deployment", help="local deployments (create, status, list, "
+                                 "cancel)",
                                  description="greengrass-cli's deployment commands.")
     sub = parser.add_subparsers(dest="deployment_command", metavar="DEPLOYMENT_COMMAND")
     _add_deploy(sub, root, "create")
@@ -169,9 +171,11 @@ def _add_deployment(commands: argparse._SubParsersAction, root: argparse.Argumen
     listing = sub.add_parser("list", parents=[root], help="every local deployment and its "
                              "status")
     listing.set_defaults(handler=run_deployment_list)
-    cancel = sub.add_parser("cancel", parents=[root], help="cancel a local deployment",
-                            description="Drop a queued deployment, or abandon one still "
-                                        "waiting for its components to allow the update.")
+    cancel = sub.add_parser("cancel", parents=[root], help="cancel a queued or running "
+                            "deployment", description="greengrass-cli's deployment cancel: a "
+                            "QUEUED deployment never runs; one IN_PROGRESS stops where it is "
+                            "(changes it applied stay); one waiting for its components' deferral "
+                            "is abandoned.")
     cancel.add_argument("-i", "--deploymentId", dest="deployment_id", required=True)
     cancel.set_defaults(handler=run_deployment_cancel)
     parser.set_defaults(handler=lambda _args: parser.print_help() or 2)

@@ -110,6 +110,7 @@ def _client_command(handler: Any) -> Any:
 
 def run_start(args: argparse.Namespace) -> int:
     from .deployment import DEFAULT_THING_NAME
+    from .deployment_policies import DeploymentPolicies
     from .platform import parse_platform_overrides
     from .runtime import LocalRuntime, RuntimeSettings
 
@@ -130,8 +131,8 @@ def run_start(args: argparse.Namespace) -> int:
         platform_overrides=overrides,
         stand_ins=tuple(f.absolute() for f in args.stand_ins),
         reuse_venv=None if args.build_venvs else sys.prefix, resume=not args.no_resume,
-        notify_components=not args.skip_notify_components,
-        component_update_timeout=args.component_update_timeout)
+        policies=DeploymentPolicies(notify_components=not args.skip_notify_components,
+                                    component_update_timeout=args.component_update_timeout))
     running = _running_pid(root)
     if running is not None:
         print(f"error: a ggic local runtime (pid {running}) is already running at {root}",
@@ -281,6 +282,14 @@ def run_deployment_status(args: argparse.Namespace) -> int:
     response = _call(resolve_root(args.root), "get_local_deployment_status",
                      deployment_id=args.deployment_id)
     _print_deployment(response.deployment)
+    return 0
+
+
+@_client_command
+def run_deployment_cancel(args: argparse.Namespace) -> int:
+    response = _call(resolve_root(args.root), "cancel_local_deployment",
+                     deployment_id=args.deployment_id)
+    print(response.message)
     return 0
 
 
@@ -440,7 +449,7 @@ def run_logs(args: argparse.Namespace) -> int:
 
 def run_iotcore(args: argparse.Namespace) -> int:
     from .component_logs import logs_dir
-    from .runtime import read_iot_core_log
+    from .iot_core_log import read_iot_core_log
 
     root = resolve_root(args.root)
     records = read_iot_core_log(logs_dir(root) / IOT_CORE_LOG)

@@ -1,5 +1,4 @@
-"""greengrass-cli's ``deployment cancel`` and ``get-debug-password`` (CancelLocalDeployment,
-CreateDebugPassword over IPC); ``deployment create``'s newer options are in deployment_options."""
+"""greengrass-cli's ``get-debug-password`` (CreateDebugPassword over IPC)."""
 
 from __future__ import annotations
 
@@ -7,14 +6,6 @@ import argparse
 from datetime import datetime
 
 from .cli_commands import _call, _client_command, resolve_root
-
-
-@_client_command
-def run_deployment_cancel(args: argparse.Namespace) -> int:
-    response = _call(resolve_root(args.root), "cancel_local_deployment",
-                     deployment_id=args.deployment_id)
-    print(response.message)
-    return 0
 
 
 @_client_command

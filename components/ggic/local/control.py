@@ -20,9 +20,9 @@ import base64
 import hashlib
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,8 +43,9 @@ LOCAL_DEPLOYMENT_RESOURCE = "LocalDeployment"
 CREATED_ON_FORMAT = "%m/%d/%Y %H:%M:%S"  # the model's "MM/dd/yyyy hh:mm:ss"
 FAILURE_POLICIES = ("ROLLBACK", "DO_NOTHING")
 STOP_TIMEOUT_S = 25.0  # the greengrass-cli waits 30 s for an answer
-DEBUG_USERNAME = "debug"  # CLIEventStreamAgent's, with 8 h passwords
-DEBUG_PASSWORD_LIFETIME = timedelta(hours=8)
+DEBUG_USERNAME = "debug"
+DEBUG_PASSWORD_BYTES = 32
+DEBUG_PASSWORD_LIFETIME_S = 8 * 3600.0
 
 
 def deployment_request_from_ipc(request: Mapping[str, Any]) -> DeploymentRequest:
@@ -101,7 +102,7 @@ def local_deployment_shape(record: LocalDeploymentRecord) -> dict[str, Any]:
         "status": record.status,
         "createdOn": record.created_on.strftime(CREATED_ON_FORMAT),
     }
-    if record.finished:
+    if record.finished and record.detailed_status is not None:  # CANCELED has no details
         details: dict[str, Any] = {"detailedDeploymentStatus": record.detailed_status}
         if record.error:
             details["deploymentFailureCause"] = record.error
@@ -128,6 +129,8 @@ class RuntimeControl(Protocol):
 
     def submit_deployment(self, request: DeploymentRequest) -> LocalDeploymentRecord: ...
 
+    def cancel_deployment(self, deployment_id: str) -> str: ...
+
     def deployment(self, deployment_id: str) -> LocalDeploymentRecord: ...
 
     def deployments(self) -> list[LocalDeploymentRecord]: ...
@@ -141,8 +144,6 @@ class RuntimeControl(Protocol):
     def state(self, name: str) -> State: ...
 
     def stop_component(self, name: str, timeout: float | None = 30.0) -> State: ...
-
-    def cancel_deployment(self, deployment_id: str) -> None: ...
 
 
 class LocalControlHandler(ControlHandler):
@@ -178,8 +179,7 @@ class LocalControlHandler(ControlHandler):
                                      for r in self.runtime.deployments()]}
 
     def cancel_local_deployment(self, request: dict[str, Any]) -> dict[str, Any]:
-        """As the CLI's CancelLocalDeploymentHandler: a queued deployment is dropped, one waiting
-        for components to allow the update is abandoned; one being applied finishes."""
+        """As the CLI's CancelLocalDeploymentHandler: the id must be a UUID."""
         deployment_id = request.get("deploymentId")
         try:
             uuid.UUID(str(deployment_id))
@@ -187,27 +187,24 @@ class LocalControlHandler(ControlHandler):
             raise InvalidArgumentsError(
                 "Invalid deploymentId format received. DeploymentId is a UUID") from None
         try:
-            record = self.runtime.deployment(str(deployment_id))
+            message = self.runtime.cancel_deployment(str(deployment_id))
         except NoSuchDeployment:
-            raise ResourceNotFoundError(f"Cannot find the deployment id provided {deployment_id}",
-                                        resource_type=LOCAL_DEPLOYMENT_RESOURCE,
-                                        resource_name=str(deployment_id)) from None
-        if record.finished:
-            return {"message": "Cancellation request is not processed because deployment is "
-                               "already finished"}
-        self.runtime.cancel_deployment(record.deployment_id)
-        return {"message": f"Cancel request submitted. Deployment ID: {deployment_id}"}
+            raise ResourceNotFoundError(
+                f"Cannot find the deployment id provided {deployment_id}",
+                resource_type=LOCAL_DEPLOYMENT_RESOURCE,
+                resource_name=str(deployment_id)) from None
+        return {"message": message}
 
     def create_debug_password(self, request: dict[str, Any]) -> dict[str, Any]:
-        """A username/password as the CLI makes them (SHA-256 of 32 random bytes, URL-safe
-        base64, 8 h); there is no local debug console here to use them with."""
-        digest = hashlib.sha256(secrets.token_bytes(32)).digest()
-        password = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-        expiration = datetime.now(timezone.utc) + DEBUG_PASSWORD_LIFETIME
-        log.warning("CreateDebugPassword: created a password, but the local runtime has no "
-                    "local debug console (aws.greengrass.LocalDebugConsole) to use it with")
+        """As the CLI's CreateDebugPasswordHandler: user ``debug``, a random password valid
+        for 8 hours. No local debug console uses it, so there are no certificate hashes (the
+        CLI answers them null without the LocalDebugConsole plugin)."""
+        password = base64.urlsafe_b64encode(
+            hashlib.sha256(secrets.token_bytes(DEBUG_PASSWORD_BYTES)).digest()
+        ).decode("ascii").rstrip("=")
+        expiration = time.time() + DEBUG_PASSWORD_LIFETIME_S
         return {"username": DEBUG_USERNAME, "password": password,
-                "passwordExpiration": expiration.timestamp()}
+                "passwordExpiration": expiration}
 
     # components
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
+from .component_updates import DEFAULT_UPDATE_TIMEOUT_S
 from .config_store import ConfigStore
+from .config_validation import DEFAULT_VALIDATION_TIMEOUT_S
 from .deployment import DeploymentPlan
 from .ipc_nucleus import LocalNucleus
 from .lifecycle_states import State
@@ -51,10 +54,20 @@ def disrupts(plan: DeploymentPlan, states: Mapping[str, State], deployed: Mappin
                for planned in plan.components)
 
 
-class PolicySettings(Protocol):
-    notify_components: bool
-    component_update_timeout: float
-    validation_timeout: float
+@dataclass(frozen=True)
+class DeploymentPolicies:
+    """The runtime's ``RuntimeSettings.policies``."""
+
+    notify_components: bool = True
+    """Send SubscribeToComponentUpdates events before a deployment disrupts components (a
+    cloud deployment's NOTIFY_COMPONENTS; False: a greengrass-cli deployment's SKIP)."""
+    component_update_timeout: float = DEFAULT_UPDATE_TIMEOUT_S
+    """How long each round waits for the subscribers' answers (componentUpdatePolicy.timeout)."""
+    validation_timeout: float = DEFAULT_VALIDATION_TIMEOUT_S
+    """How long configuration validation waits (configurationValidationPolicy.timeout)."""
+
+
+PolicySettings = DeploymentPolicies
 
 
 def ask_components(nucleus: LocalNucleus, plan: DeploymentPlan, deployment_id: str,

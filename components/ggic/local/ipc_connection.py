@@ -42,10 +42,9 @@ from .eventstream import (
     json_headers,
     rpc_view,
 )
-from .ipc_cli_access import check_control_access
 from .ipc_errors import InvalidArgumentsError, IpcError, ServiceError
 from .ipc_nucleus import LocalNucleus
-from .ipc_operations import OPERATIONS, not_implemented
+from .ipc_operations import OPERATIONS, check_control_access, not_implemented
 from .ipc_types import Operation, OperationContext, OperationResult
 
 log = logging.getLogger("ggic.local.ipc")

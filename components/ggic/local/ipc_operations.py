@@ -47,6 +47,32 @@ REPORTED_STATES = ("RUNNING", "ERRORED")
 QOS_VALUES = {"0": 0, "1": 1}
 
 
+CLI_SERVICE = "aws.greengrass.Cli"
+#: The request field each greengrass-cli operation is authorized on; the others on "*".
+CONTROL_RESOURCE_FIELDS: Mapping[str, str] = {
+    PREFIX + "GetComponentDetails": "componentName",
+    PREFIX + "RestartComponent": "componentName",
+    PREFIX + "StopComponent": "componentName",
+    PREFIX + "GetLocalDeploymentStatus": "deploymentId",
+}
+
+
+def check_control_access(
+    ctx: OperationContext, operation: str, request: Mapping[str, Any]
+) -> None:
+    """As the greengrass-cli's CLIEventStreamAgent.authorizeRequest: the CLI itself may call
+    everything; any other component needs an ``aws.greengrass.Cli`` policy for the operation on
+    the component name, the deployment id or ``*``. A request without that field is let through
+    to be refused by its validation (the CLI validates before it authorizes)."""
+    if ctx.nucleus.is_cli(ctx.component):
+        return
+    field = CONTROL_RESOURCE_FIELDS.get(operation)
+    resource = request.get(field) if field else "*"
+    if not isinstance(resource, str) or not resource:
+        return
+    ctx.authorize(CLI_SERVICE, operation, resource)
+
+
 # --- small handlers ----------------------------------------------------------------------------
 
 

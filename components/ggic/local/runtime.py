@@ -48,10 +48,7 @@ from typing import Any, Callable
 
 from .cli_identity import CLI_ACCESS_CONTROL, CLI_COMPONENT
 from .component_logs import component_log_path, logs_dir, runtime_log_path, setup_runtime_logging
-from .component_pause import ComponentPauser
-from .component_updates import DEFAULT_UPDATE_TIMEOUT_S
 from .config_store import ConfigStore
-from .config_validation import DEFAULT_VALIDATION_TIMEOUT_S
 from .control import LocalControlHandler
 from .deployment import (
     CONFIGURATION_FILE,
@@ -62,11 +59,11 @@ from .deployment import (
     DeploymentRequest,
     LocalDeployer,
 )
-from .deployment_cancel import Cancellations
-from .deployment_policies import ask_components
-from .iotcore_records import iot_core_line, read_iot_core_log
+from .deployment_policies import DeploymentPolicies
+from .iot_core_log import iot_core_line, read_iot_core_log, shorten
 from .ipc_server import IpcServer
 from .lifecycle import RunnerSettings, State, Supervisor, nucleus_environment
+from .nucleus_services import NucleusServices
 from .platform import detect_platform
 from .private_files import open_private_append, private_dir, write_private_json
 from .runtime_records import (
@@ -85,7 +82,6 @@ DEFAULT_ROOT = Path(".ggic") / "local"
 SOCKET_NAME = "ipc.socket"
 CLI_TOKEN_FILE = "cli.token"
 IOT_CORE_LOG = "iotcore.jsonl"
-METRICS_LOG = "metrics.jsonl"
 DEPLOYMENTS_FILE = "local_deployments.json"
 REUSE_VENV_ENV = "GGIC_REUSE_VENV"
 #: sun_path is 108 bytes on Linux and 104 on macOS (IpcServer refuses longer paths).
@@ -117,13 +113,7 @@ class RuntimeSettings:
     deployment to succeed (a component that crashes right after starting fails it)."""
     resume: bool = True
     """Start the root's last deployment again on start (as the nucleus does after a reboot)."""
-    notify_components: bool = True
-    """Send SubscribeToComponentUpdates events before a deployment disrupts components (a cloud
-    deployment's NOTIFY_COMPONENTS; see deployment_policies)."""
-    component_update_timeout: float = DEFAULT_UPDATE_TIMEOUT_S
-    """How long each round waits for the subscribers' answers (componentUpdatePolicy.timeout)."""
-    validation_timeout: float = DEFAULT_VALIDATION_TIMEOUT_S
-    """How long configuration validation waits (configurationValidationPolicy.timeout)."""
+    policies: DeploymentPolicies = field(default_factory=DeploymentPolicies)  # update, validation
 
 
 class LocalRuntime:
@@ -158,10 +148,8 @@ class LocalRuntime:
                                          nucleus_version=DEFAULT_NUCLEUS_VERSION),
             on_state_change=self._on_lifecycle_state, settings=self.settings.runner,
         )
-        self.pauser = ComponentPauser(self.supervisor.state, self._run_process_id,
-                                      lambda name: not self.supervisor.runner(name).spec.builtin)
-        self.server.nucleus.pauser = self.pauser
-        self.server.nucleus.metric_sink = self._on_component_metric
+        self.services = NucleusServices(self.server.nucleus, self.supervisor,
+                                        self.settings.policies, self.logs_dir)
         self.cli_token: str | None = None
         self._log_handler: logging.Handler | None = None
         self._lock = threading.Lock()
@@ -170,13 +158,13 @@ class LocalRuntime:
         self._errors_seen: dict[str, int] = {}
         self._versions: dict[str, str] = {}
         self._deployments: dict[str, LocalDeploymentRecord] = {}
+        self._cancel_requested: set[str] = set()
         self._queue: queue.Queue[LocalDeploymentRecord | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._closing = threading.Event()
         self._started = False
         self._closed = False
         self._iot_core_lock = threading.Lock()
-        self._cancellations = Cancellations()
         self._records_file_lock = threading.Lock()
         self._load_deployment_records()
 
@@ -212,7 +200,7 @@ class LocalRuntime:
             return
         self._closed = True
         self._closing.set()
-        self._cancellations.close()
+        self.services.close()
         self._queue.put(None)
         if self._worker is not None:
             self._worker.join(timeout)
@@ -265,13 +253,36 @@ class LocalRuntime:
             raise NoSuchDeployment(deployment_id)
         return dataclasses.replace(record)
 
-    def cancel_deployment(self, deployment_id: str) -> None:
-        """Drop a queued deployment, or abandon one still waiting for components to allow it."""
-        self._cancellations.request(deployment_id)
-
     def deployments(self) -> list[LocalDeploymentRecord]:
         with self._lock:
             return [dataclasses.replace(r) for r in self._deployments.values()]
+
+    def cancel_deployment(self, deployment_id: str) -> str:
+        """Cancel a QUEUED or IN_PROGRESS deployment (the greengrass-cli's
+        CancelLocalDeployment); returns its answer's message. A deployment in progress stops
+        where it is (before its changes if it has not applied them yet; otherwise they stay,
+        as in the nucleus's DeploymentService.cancelCurrentDeployment)."""
+        with self._state_changed:
+            record = self._deployments.get(deployment_id)
+            if record is None:
+                raise NoSuchDeployment(deployment_id)
+            if record.finished:
+                return "Cancellation request is not processed because deployment is already " \
+                       "finished"
+            if record.status == DeploymentStatus.QUEUED:
+                record.status = DeploymentStatus.CANCELED
+                self._state_changed.notify_all()
+            else:
+                self._cancel_requested.add(deployment_id)
+                self.services.cancellations.request(deployment_id)  # ends a wait for deferrals
+        if record.status == DeploymentStatus.CANCELED:
+            self._save_deployment_records()
+        log.warning("local deployment %s: cancellation requested", deployment_id)
+        return f"Cancel request submitted. Deployment ID: {deployment_id}"
+
+    def _cancelled(self, record: LocalDeploymentRecord) -> bool:
+        with self._lock:
+            return record.deployment_id in self._cancel_requested
 
     def wait_for_deployment(self, deployment_id: str, timeout: float | None = None
                             ) -> LocalDeploymentRecord:
@@ -288,12 +299,12 @@ class LocalRuntime:
             record = self._queue.get()
             if record is None:
                 return
+            if record.status == DeploymentStatus.CANCELED:
+                log.info("local deployment %s was cancelled before it ran", record.deployment_id)
+                continue
             if self._closing.is_set():
                 self._finish(record, DeploymentStatus.FAILED, "FAILED_NO_STATE_CHANGE",
                              "the runtime stopped before the deployment ran", ("CLOSED",))
-                continue
-            if self._cancellations.requested(record.deployment_id):
-                self._finish(record, DeploymentStatus.CANCELED, "CANCELED", None, ())
                 continue
             try:
                 self._run_deployment(record)
@@ -316,6 +327,9 @@ class LocalRuntime:
                          ("REQUEST_ERROR",))
             return
         plan = dataclasses.replace(plan, deployment_id=record.deployment_id)
+        if self._cancelled(record):
+            self._finish(record, DeploymentStatus.CANCELED, None, None, ())
+            return
         with self._lock:
             record.components = tuple(plan.names)
         if not self._ask_components(record, plan):
@@ -330,24 +344,18 @@ class LocalRuntime:
                                before_start=lambda: self._apply(plan))
         for name in plan.removed:
             self._forget_component(name)
-        self.server.nucleus.component_updates.send_post_update(record.deployment_id)
+        self.services.post_update(record.deployment_id)
         self._wait_for_components(record, plan)
 
     def _ask_components(self, record: LocalDeploymentRecord, plan: DeploymentPlan) -> bool:
-        """Validation, then the update policy (deployment_policies); False if that failed it."""
+        """Validation, then the update policy (nucleus_services); False if that ended it."""
         with self._lock:
             deployed = dict(self._versions)
-        failure = ask_components(self.server.nucleus, plan, record.deployment_id, deployed,
-                                 self.supervisor.states(), self.settings,
-                                 self._cancellations.waiter(record.deployment_id))
-        if failure is None and self._cancellations.requested(record.deployment_id):
-            self.server.nucleus.component_updates.send_post_update(record.deployment_id)
-            self._finish(record, DeploymentStatus.CANCELED, "CANCELED", None, ())
-            return False
-        if failure is not None:
-            self._finish(record, DeploymentStatus.FAILED, "FAILED_NO_STATE_CHANGE", failure,
-                         ("COMPONENT_CONFIGURATION_NOT_VALID",))
-        return failure is None
+        outcome = self.services.ask_components(plan, record.deployment_id, deployed,
+                                               lambda: self._cancelled(record))
+        if outcome is not None:
+            self._finish(record, *outcome)
+        return outcome is None
 
     def _apply(self, plan: DeploymentPlan) -> None:
         """Between stopping the changed components and starting them: files, configuration,
@@ -366,7 +374,7 @@ class LocalRuntime:
         deadline = time.monotonic() + self.settings.deployment_timeout
         failure = None
         while failure is None:
-            failure = self._wait_until_settled(names, deadline)
+            failure = self._wait_until_settled(record, names, deadline)
             if failure is not None:
                 break
             broken = [n for n in names if self.supervisor.state(n) == State.BROKEN]
@@ -383,13 +391,18 @@ class LocalRuntime:
                 self._finish(record, DeploymentStatus.SUCCEEDED, "SUCCESSFUL", None, ())
                 return
         reason, error_type = failure
+        if error_type == DeploymentStatus.CANCELED:  # its changes stay, as in the nucleus
+            self._finish(record, DeploymentStatus.CANCELED, None, None, ())
+            return
         self._finish(record, DeploymentStatus.FAILED, "FAILED_ROLLBACK_NOT_REQUESTED", reason,
                      (error_type,))
 
-    def _wait_until_settled(self, names: Sequence[str], deadline: float
-                            ) -> tuple[str, str] | None:
+    def _wait_until_settled(self, record: LocalDeploymentRecord, names: Sequence[str],
+                            deadline: float) -> tuple[str, str] | None:
         """None once every component is RUNNING, FINISHED or BROKEN; else why not."""
         while not self._closing.is_set():
+            if self._cancelled(record):
+                return "cancelled", DeploymentStatus.CANCELED
             if self.supervisor.wait_for(lambda s: all(s.get(n) in SETTLED_STATES for n in names),
                                         min(0.2, max(0.0, deadline - time.monotonic()))):
                 return None
@@ -412,9 +425,10 @@ class LocalRuntime:
             self._state_changed.notify_all()
         self._save_deployment_records()
 
-    def _finish(self, record: LocalDeploymentRecord, status: str, detailed: str,
+    def _finish(self, record: LocalDeploymentRecord, status: str, detailed: str | None,
                 error: str | None, error_types: Sequence[str]) -> None:
         with self._state_changed:
+            self._cancel_requested.discard(record.deployment_id)
             record.status = status
             record.detailed_status = detailed
             record.error = error
@@ -423,6 +437,9 @@ class LocalRuntime:
         self._save_deployment_records()
         if status == DeploymentStatus.SUCCEEDED:
             log.info("local deployment %s SUCCEEDED", record.deployment_id)
+        elif status == DeploymentStatus.CANCELED:
+            log.warning("local deployment %s CANCELED (changes it applied stay; deploy again "
+                        "to revert them)", record.deployment_id)
         else:
             log.error("local deployment %s FAILED: %s", record.deployment_id, error)
 
@@ -515,14 +532,7 @@ class LocalRuntime:
         with self._iot_core_lock, open_private_append(self.iot_core_log) as out:
             out.write(json.dumps(line) + "\n")
         log.info("AWS IoT Core <- %s: %s (qos %s, from %s)", line["topic"],
-                 _shorten(line["payload"]), line["qos"], line["component"])
-
-    def _on_component_metric(self, record: Mapping[str, Any]) -> None:
-        with self._iot_core_lock, open_private_append(self.logs_dir / METRICS_LOG) as out:
-            out.write(json.dumps(dict(record)) + "\n")
-
-    def _run_process_id(self, name: str) -> int | None:
-        return self.supervisor.runner(name).run_process_id
+                 shorten(line["payload"]), line["qos"], line["component"])
 
     # --- glue callbacks ----------------------------------------------------------------------
 
@@ -569,7 +579,7 @@ class LocalRuntime:
     def _on_lifecycle_state(self, name: str, old: State, new: State) -> None:
         """A runner changed state (runner threads)."""
         if new != State.RUNNING:
-            self.pauser.forget(name)  # a paused component must be able to stop
+            self.services.left_running(name)  # a paused component must be able to stop
         with self._state_changed:
             if new != State.RUNNING:
                 self._reported.pop(name, None)  # what an earlier run reported
@@ -588,7 +598,3 @@ def _choose_socket_path(root: Path) -> tuple[Path, Path | None]:
         return preferred, None
     folder = Path(tempfile.mkdtemp(prefix="ggic-", dir="/tmp" if os.path.isdir("/tmp") else None))
     return folder / SOCKET_NAME, folder
-
-
-def _shorten(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."

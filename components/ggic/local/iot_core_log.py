@@ -1,5 +1,5 @@
-"""The runtime's record of what components published to AWS IoT Core (``<root>/logs/
-iotcore.jsonl``): one JSON line per PublishToIoTCore call, payload as text if UTF-8."""
+"""The record of what components published to AWS IoT Core (``<root>/logs/iotcore.jsonl``, one
+JSON line per PublishToIoTCore call, 0600): nothing leaves the machine."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["iot_core_line", "read_iot_core_log"]
+
+def shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def iot_core_line(record: Mapping[str, Any]) -> dict[str, Any]:
