@@ -21,10 +21,6 @@ class Cancellations:
         if event is not None:
             event.set()
 
-    def requested(self, deployment_id: str) -> bool:
-        with self._lock:
-            return deployment_id in self._requested
-
     def waiter(self, deployment_id: str) -> threading.Event:
         """Set when the deployment is cancelled or the runtime closes."""
         with self._lock:

@@ -67,12 +67,10 @@ class DeploymentPolicies:
     """How long configuration validation waits (configurationValidationPolicy.timeout)."""
 
 
-PolicySettings = DeploymentPolicies
-
 
 def ask_components(nucleus: LocalNucleus, plan: DeploymentPlan, deployment_id: str,
                    deployed: Mapping[str, str], states: Mapping[str, State],
-                   settings: PolicySettings, closing: threading.Event) -> str | None:
+                   settings: DeploymentPolicies, closing: threading.Event) -> str | None:
     """Validate, then wait for a disruptable moment; the failure message, or None to go on."""
     failure = nucleus.validation.validate(
         deployment_id, proposed_configurations(plan, deployed, nucleus.config),

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from .component_pause import ComponentPauser
 from .deployment import DeploymentPlan
 from .deployment_cancel import Cancellations
-from .deployment_policies import PolicySettings, ask_components
+from .deployment_policies import DeploymentPolicies, ask_components
 from .ipc_nucleus import LocalNucleus
 from .private_files import open_private_append
 from .runtime_records import DeploymentStatus
@@ -23,7 +23,7 @@ METRICS_LOG = "metrics.jsonl"
 
 
 class NucleusServices:
-    def __init__(self, nucleus: LocalNucleus, supervisor: Supervisor, settings: PolicySettings,
+    def __init__(self, nucleus: LocalNucleus, supervisor: Supervisor, settings: DeploymentPolicies,
                  logs_dir: Path) -> None:
         self._nucleus = nucleus
         self._supervisor = supervisor
