@@ -88,6 +88,12 @@ def _add_start(commands: argparse._SubParsersAction, root: argparse.ArgumentPars
                        help="let the Install steps build real virtual environments with pip "
                             "(minutes, needs the package index) instead of linking this "
                             "environment ($GGIC_REUSE_VENV)")
+    start.add_argument("--default-user", default=None, metavar="USER[:GROUP]",
+                       help="as root: run the components' lifecycle steps as this user "
+                            "(RequiresPrivilege steps as root), as the nucleus's "
+                            "runWithDefault.posixUser; default ggc_user:ggc_group if it "
+                            "exists, else root (warned). Not root: ignored, every step runs "
+                            "as you")
     start.add_argument("--no-resume", action="store_true",
                        help="don't restart the root's last deployment")
     start.set_defaults(handler=run_start)

@@ -117,7 +117,8 @@ class PlannedComponent:
     def spec(self) -> ComponentSpec:
         return ComponentSpec(name=self.name, lifecycle=self.lifecycle, work_dir=self.paths.work,
                              version=self.version, dependencies=dict(self.dependencies),
-                             run_bootstrap=self.run_bootstrap, builtin=self.builtin)
+                             run_bootstrap=self.run_bootstrap, builtin=self.builtin,
+                             artifact_dirs=(self.paths.artifacts, self.paths.decompressed))
 
 
 @dataclass(frozen=True)

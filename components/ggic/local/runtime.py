@@ -63,6 +63,7 @@ from .ipc_server import IpcServer
 from .lifecycle import RunnerSettings, State, Supervisor, nucleus_environment
 from .platform import detect_platform
 from .private_files import open_private_append, private_dir, write_private_json
+from .run_with import UserPolicy
 from .runtime_records import (
     ComponentStatus,
     DeploymentStatus,
@@ -121,6 +122,9 @@ class RuntimeSettings:
     deployment to succeed (a component that crashes right after starting fails it)."""
     resume: bool = True
     """Start the root's last deployment again on start (as the nucleus does after a reboot)."""
+    default_user: str | None = None
+    """``--default-user`` "user[:group]": as root, who runs the components' steps (the
+    nucleus's runWithDefault.posixUser; see run_with.py for what happens without it)."""
 
 
 class LocalRuntime:
@@ -141,9 +145,12 @@ class LocalRuntime:
         self.deployer = LocalDeployer(self.root, platform=self.platform,
                                       thing_name=self.settings.thing_name,
                                       configuration=self.config)
-        self.socket_path, self._socket_temp_dir = _choose_socket_path(self.root)
+        self.users = UserPolicy.for_runtime(self.settings.default_user)
+        self.socket_path, self._socket_temp_dir = _choose_socket_path(
+            self.root, shared=self.users.switching)
         self.server = IpcServer(
             self.socket_path,
+            socket_mode=0o666 if self.users.switching else 0o600,
             config=self.config,
             control_handler=LocalControlHandler(self),
             on_iot_core_publish=self._on_iot_core_publish,
@@ -153,7 +160,8 @@ class LocalRuntime:
             [], self.root, env_for=self._component_env,
             base_env=nucleus_environment(self.settings.thing_name, self.settings.region,
                                          nucleus_version=DEFAULT_NUCLEUS_VERSION),
-            on_state_change=self._on_lifecycle_state, settings=self.settings.runner,
+            on_state_change=self._on_lifecycle_state,
+            settings=dataclasses.replace(self.settings.runner, users=self.users),
         )
         self.cli_token: str | None = None
         self._log_handler: logging.Handler | None = None
@@ -181,6 +189,7 @@ class LocalRuntime:
         self._log_handler = setup_runtime_logging(self.root)
         log.info("starting the ggic local runtime at %s (platform %s, thing %s)", self.root,
                  self.platform, self.settings.thing_name)
+        self.users.log_decision()
         if self._socket_temp_dir is not None:
             log.warning("%s is too long for a Unix socket path; the IPC socket is %s",
                         self.root / SOCKET_NAME, self.socket_path)
@@ -537,12 +546,15 @@ class LocalRuntime:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _choose_socket_path(root: Path) -> tuple[Path, Path | None]:
-    """``<root>/ipc.socket`` when it fits in sun_path, else a short private temp folder."""
+def _choose_socket_path(root: Path, shared: bool = False) -> tuple[Path, Path | None]:
+    """``<root>/ipc.socket`` when it fits in sun_path, else a short temp folder (private, or
+    enterable by all when ``shared``: components running as other users connect)."""
     preferred = root / SOCKET_NAME
     if len(os.fsencode(preferred)) <= MAX_SOCKET_PATH_BYTES:
         return preferred, None
     folder = Path(tempfile.mkdtemp(prefix="ggic-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    if shared:
+        os.chmod(folder, 0o755)
     return folder / SOCKET_NAME, folder
 
 
