@@ -10,7 +10,9 @@
 #   MODEL_SOURCE_DIR  the ModelStore model for this platform; copied to WORK_DIR/model
 # environment:
 #   GGIC_REUSE_VENV   use this existing virtual environment instead of building one
-#                     (the local runtime sets it to its own; see README)
+#                     (the local runtime sets it to its own; see README). If the component's
+#                     user can't run its interpreter, a venv over a same-version interpreter
+#                     the user can run ($GGIC_PYTHON, pythonX.Y) sees its packages instead.
 set -eu
 
 artifact=$1

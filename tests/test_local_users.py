@@ -11,6 +11,7 @@ import pwd
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from ggic.local.run_with import (
     parse_posix_user,
     unreachable_folder,
 )
-from local_components import fast_runtime
+from local_components import fast_runtime, run_ggic
 
 needs_root = pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0,
@@ -144,3 +145,42 @@ def test_a_component_user_reaches_the_socket_but_not_the_token_or_records(
 def test_an_unknown_default_user_is_refused_at_start(shared_dir: Path) -> None:
     with pytest.raises(RunWithError, match="no-such-user-ggic"):
         fast_runtime(shared_dir / "root", default_user="no-such-user-ggic")
+
+
+@needs_root
+def test_a_deployments_run_with_user_is_applied_kept_and_removed(shared_dir: Path) -> None:
+    """``--runWith NAME:posixUser=...`` (componentToRunWithInfo through the real SDK) runs the
+    component as that user without a default user; later deployments keep it until an empty
+    posixUser removes it (KernelConfigResolver.updateRunWith)."""
+    recipes = shared_dir / "recipes"
+    name = "com.example.RunWith"
+    write_lifecycle_recipe(recipes, name, {"Run": "echo run-as=$(id -u)"})
+    root = shared_dir / "root"
+
+    def runs() -> list[str]:
+        return [line.split("run-as=")[1].split(".")[0]
+                for line in runtime.log_path(name).read_text().splitlines()
+                if "stdout. run-as=" in line]
+
+    def deploy(*args: str) -> None:
+        assert run_ggic(["local", "deploy", "--root", str(root), "-r", str(recipes),
+                         "-m", f"{name}=1.0.0", "--wait", "--timeout", "30", *args]) == 0
+
+    def next_run(before: int) -> str:
+        deadline = time.monotonic() + 30
+        while len(runs()) <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return runs()[before]
+
+    with fast_runtime(root, default_user="root") as runtime:
+        deploy("--runWith", f"{name}:posixUser=nobody")
+        assert next_run(0) == str(NOBODY.pw_uid)
+        deploy()  # no --runWith: the user is kept
+        assert runtime.wait_for_state(name, State.FINISHED, 30)
+        assert runtime.restart(name)
+        assert next_run(1) == str(NOBODY.pw_uid)
+        assert runtime.wait_for_state(name, State.FINISHED, 30)
+        deploy("--runWith", f"{name}:posixUser=")  # removed: the default user (root here)
+        assert next_run(2) == "0"
+        assert run_ggic(["local", "deploy", "--root", str(root), "-m", f"{name}=1.0.0",
+                         "--runWith", "nobody"]) == 1

@@ -132,6 +132,11 @@ def _add_deploy(commands: argparse._SubParsersAction, root: argparse.ArgumentPar
                         metavar="JSON|FILE",
                         help='configuration update: {"<name>": {"MERGE": {...}, "RESET": '
                              '["/key"]}}, as JSON text or a JSON file')
+    deploy.add_argument("--runWith", dest="run_with", action="append", default=[],
+                        metavar="NAME:posixUser=USER[:GROUP]",
+                        help="the POSIX user a component runs as when the runtime is root "
+                             "(kept for later deployments; an empty user removes it), as "
+                             "greengrass-cli's --runWith; repeatable")
     deploy.add_argument("--wait", action="store_true",
                         help="wait for the deployment to finish; exit 1 if it FAILED")
     deploy.add_argument("--timeout", type=float, default=1800.0,

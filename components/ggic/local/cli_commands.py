@@ -222,6 +222,7 @@ def run_deploy(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     remove = [n.strip() for item in args.remove for n in item.split(",") if n.strip()]
     configuration = {name: _update_document(u) for name, u in update.items()}
+    run_with = parse_run_with_arguments(args.run_with)
     response = _call(
         root, "create_local_deployment",
         recipe_directory_path=str(args.recipe_dir.expanduser().absolute())
@@ -230,7 +231,8 @@ def run_deploy(args: argparse.Namespace) -> int:
         if args.artifact_dir else None,
         root_component_versions_to_add=merge or None,
         root_components_to_remove=remove or None,
-        component_to_configuration=configuration or None)
+        component_to_configuration=configuration or None,
+        component_to_run_with_info=run_with or None)
     deployment_id = response.deployment_id
     print(f"Local deployment submitted! Deployment Id: {deployment_id}", flush=True)
     if not args.wait:
@@ -238,6 +240,20 @@ def run_deploy(args: argparse.Namespace) -> int:
     deployment = wait_for_deployment(root, deployment_id, args.timeout)
     _print_deployment(deployment)
     return 0 if deployment.status == "SUCCEEDED" else 1
+
+
+def parse_run_with_arguments(items: list[str]) -> dict[str, Any]:
+    """``--runWith NAME:posixUser=USER[:GROUP]`` (greengrass-cli's form) -> RunWithInfo."""
+    from awsiot.greengrasscoreipc.model import RunWithInfo
+
+    infos: dict[str, Any] = {}
+    for item in items:
+        name, sep, rest = item.partition(":")
+        key, eq, user = rest.partition("=")
+        if not sep or not name or not eq or key != "posixUser":
+            raise CliError(f"--runWith {item!r}: expected NAME:posixUser=USER[:GROUP]")
+        infos[name] = RunWithInfo(posix_user=user)
+    return infos
 
 
 def _update_document(update: Any) -> dict[str, Any]:
