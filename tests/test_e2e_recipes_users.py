@@ -125,8 +125,8 @@ def test_our_recipes_run_as_nobody_under_a_root_runtime_and_classify(
     assert (model / "compiled.so").stat().st_uid == NOBODY.pw_uid
 
     # classified correctly: what the same model gives in this process
-    pipeline = ClassificationPipeline(*load_model(net.model_dir,
-                                                  resolve_profile("modelstore-resnet50")))
+    pipeline = ClassificationPipeline(load_model(net.model_dir,
+                                                 resolve_profile("modelstore-resnet50")))
     assert sorted(Path(p).name for p in got) == sorted(p.name for p in images.iterdir())
     for path, result in got.items():
         assert result["status"] == "ok", result

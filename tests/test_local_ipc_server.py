@@ -351,6 +351,50 @@ def test_control_operations_are_delegated(socket_dir: Path) -> None:
     ]
 
 
+def test_a_component_with_a_cli_policy_may_call_the_cli_operations(socket_dir: Path) -> None:
+    """#9.4, as the greengrass-cli's CLIEventStreamAgent.authorizeRequest: an
+    aws.greengrass.Cli policy allows its operations on the component name, the deployment id or
+    "*" (list and create operations)."""
+    runtime = FakeRuntime()
+    policy = {
+        "aws.greengrass.Cli": {
+            "com.example.Ops:cli:1": {
+                "operations": ["aws.greengrass#ListComponents",
+                               "aws.greengrass#RestartComponent",
+                               "aws.greengrass#GetLocalDeploymentStatus"],
+                "resources": ["*"],
+            },
+            "com.example.Ops:cli:2": {
+                "operations": ["aws.greengrass#GetComponentDetails"],
+                "resources": [COMPONENT],
+            },
+        }
+    }
+    with (
+        IpcServer(socket_dir / "ipc.sock", control_handler=runtime) as ipc,
+        clients_of(ipc) as connect,
+    ):
+        ops = connect("com.example.Ops", access_control=policy)
+        assert [c.component_name for c in ops.list_components().components] == [COMPONENT]
+        assert ops.restart_component(component_name=COMPONENT).restart_status == (
+            RequestStatus.SUCCEEDED
+        )
+        assert ops.get_local_deployment_status(deployment_id="d-7").deployment.status == (
+            "SUCCEEDED"
+        )
+        assert ops.get_component_details(component_name=COMPONENT).component_details.state == (
+            LifecycleState.RUNNING
+        )
+        with ipc_error(UnauthorizedError, "GetComponentDetails on resource com.example.other"):
+            ops.get_component_details(component_name="com.example.other")
+        with ipc_error(UnauthorizedError, "CreateLocalDeployment on resource *"):
+            ops.create_local_deployment(root_component_versions_to_add={COMPONENT: "1.0.0"})
+    assert [name for name, _ in runtime.calls] == [
+        "list_components", "restart_component", "get_local_deployment_status",
+        "get_component_details",
+    ]
+
+
 def test_control_operations_without_a_handler(connect: Connect) -> None:
     cli = connect("ggic.cli", cli=True)
     with ipc_error(ServiceError, "needs a control handler"):

@@ -18,6 +18,7 @@ from .cli_commands import (
     run_component_details,
     run_component_list,
     run_deploy,
+    run_deployment_cancel,
     run_deployment_list,
     run_deployment_status,
     run_iotcore,
@@ -146,7 +147,8 @@ def _add_deploy(commands: argparse._SubParsersAction, root: argparse.ArgumentPar
 
 def _add_deployment(commands: argparse._SubParsersAction, root: argparse.ArgumentParser
                     ) -> None:
-    parser = commands.add_parser("deployment", help="local deployments (create, status, list)",
+    parser = commands.add_parser("deployment", help="local deployments (create, status, list, "
+                                 "cancel)",
                                  description="greengrass-cli's deployment commands.")
     sub = parser.add_subparsers(dest="deployment_command", metavar="DEPLOYMENT_COMMAND")
     _add_deploy(sub, root, "create")
@@ -157,6 +159,12 @@ def _add_deployment(commands: argparse._SubParsersAction, root: argparse.Argumen
     listing = sub.add_parser("list", parents=[root], help="every local deployment and its "
                              "status")
     listing.set_defaults(handler=run_deployment_list)
+    cancel = sub.add_parser("cancel", parents=[root], help="cancel a queued or running "
+                            "deployment", description="greengrass-cli's deployment cancel: a "
+                            "QUEUED deployment never runs; one IN_PROGRESS stops where it is "
+                            "(changes it applied stay).")
+    cancel.add_argument("-i", "--deploymentId", dest="deployment_id", required=True)
+    cancel.set_defaults(handler=run_deployment_cancel)
     parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
 
 

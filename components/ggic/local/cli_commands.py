@@ -299,6 +299,14 @@ def run_deployment_status(args: argparse.Namespace) -> int:
 
 
 @_client_command
+def run_deployment_cancel(args: argparse.Namespace) -> int:
+    response = _call(resolve_root(args.root), "cancel_local_deployment",
+                     deployment_id=args.deployment_id)
+    print(response.message)
+    return 0
+
+
+@_client_command
 def run_deployment_list(args: argparse.Namespace) -> int:
     response = _call(resolve_root(args.root), "list_local_deployments")
     for deployment in response.local_deployments or []:
@@ -454,7 +462,7 @@ def run_logs(args: argparse.Namespace) -> int:
 
 def run_iotcore(args: argparse.Namespace) -> int:
     from .component_logs import logs_dir
-    from .runtime import read_iot_core_log
+    from .iot_core_log import read_iot_core_log
 
     root = resolve_root(args.root)
     records = read_iot_core_log(logs_dir(root) / IOT_CORE_LOG)

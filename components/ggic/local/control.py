@@ -16,7 +16,12 @@ fields): the runtime offers its ``--stand-in`` folders to every deployment.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import secrets
+import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +43,9 @@ LOCAL_DEPLOYMENT_RESOURCE = "LocalDeployment"
 CREATED_ON_FORMAT = "%m/%d/%Y %H:%M:%S"  # the model's "MM/dd/yyyy hh:mm:ss"
 FAILURE_POLICIES = ("ROLLBACK", "DO_NOTHING")
 STOP_TIMEOUT_S = 25.0  # the greengrass-cli waits 30 s for an answer
+DEBUG_USERNAME = "debug"
+DEBUG_PASSWORD_BYTES = 32
+DEBUG_PASSWORD_LIFETIME_S = 8 * 3600.0
 
 
 def deployment_request_from_ipc(request: Mapping[str, Any]) -> DeploymentRequest:
@@ -115,7 +123,7 @@ def local_deployment_shape(record: LocalDeploymentRecord) -> dict[str, Any]:
         "status": record.status,
         "createdOn": record.created_on.strftime(CREATED_ON_FORMAT),
     }
-    if record.finished:
+    if record.finished and record.detailed_status is not None:  # CANCELED has no details
         details: dict[str, Any] = {"detailedDeploymentStatus": record.detailed_status}
         if record.error:
             details["deploymentFailureCause"] = record.error
@@ -141,6 +149,8 @@ class RuntimeControl(Protocol):
     """What the greengrass-cli operations need of the runtime."""
 
     def submit_deployment(self, request: DeploymentRequest) -> LocalDeploymentRecord: ...
+
+    def cancel_deployment(self, deployment_id: str) -> str: ...
 
     def deployment(self, deployment_id: str) -> LocalDeploymentRecord: ...
 
@@ -188,6 +198,34 @@ class LocalControlHandler(ControlHandler):
     def list_local_deployments(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"localDeployments": [local_deployment_shape(r)
                                      for r in self.runtime.deployments()]}
+
+    def cancel_local_deployment(self, request: dict[str, Any]) -> dict[str, Any]:
+        """As the CLI's CancelLocalDeploymentHandler: the id must be a UUID."""
+        deployment_id = request.get("deploymentId")
+        try:
+            uuid.UUID(str(deployment_id))
+        except ValueError:
+            raise InvalidArgumentsError(
+                "Invalid deploymentId format received. DeploymentId is a UUID") from None
+        try:
+            message = self.runtime.cancel_deployment(str(deployment_id))
+        except NoSuchDeployment:
+            raise ResourceNotFoundError(
+                f"Cannot find the deployment id provided {deployment_id}",
+                resource_type=LOCAL_DEPLOYMENT_RESOURCE,
+                resource_name=str(deployment_id)) from None
+        return {"message": message}
+
+    def create_debug_password(self, request: dict[str, Any]) -> dict[str, Any]:
+        """As the CLI's CreateDebugPasswordHandler: user ``debug``, a random password valid
+        for 8 hours. No local debug console uses it, so there are no certificate hashes (the
+        CLI answers them null without the LocalDebugConsole plugin)."""
+        password = base64.urlsafe_b64encode(
+            hashlib.sha256(secrets.token_bytes(DEBUG_PASSWORD_BYTES)).digest()
+        ).decode("ascii").rstrip("=")
+        expiration = time.time() + DEBUG_PASSWORD_LIFETIME_S
+        return {"username": DEBUG_USERNAME, "password": password,
+                "passwordExpiration": expiration}
 
     # components
 

@@ -35,6 +35,12 @@ class ControlHandler:
     def list_local_deployments(self, request: dict[str, Any]) -> dict[str, Any]:
         return self._unsupported("ListLocalDeployments")
 
+    def cancel_local_deployment(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._unsupported("CancelLocalDeployment")
+
+    def create_debug_password(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._unsupported("CreateDebugPassword")
+
     def list_components(self, request: dict[str, Any]) -> dict[str, Any]:
         return self._unsupported("ListComponents")
 
@@ -52,6 +58,8 @@ CONTROL_METHODS: Mapping[str, str] = {
     PREFIX + "CreateLocalDeployment": "create_local_deployment",
     PREFIX + "GetLocalDeploymentStatus": "get_local_deployment_status",
     PREFIX + "ListLocalDeployments": "list_local_deployments",
+    PREFIX + "CancelLocalDeployment": "cancel_local_deployment",
+    PREFIX + "CreateDebugPassword": "create_debug_password",
     PREFIX + "ListComponents": "list_components",
     PREFIX + "GetComponentDetails": "get_component_details",
     PREFIX + "RestartComponent": "restart_component",

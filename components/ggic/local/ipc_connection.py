@@ -343,7 +343,7 @@ class IpcConnection:
             request = _request_json(rpc.payload)
             ctx = OperationContext(self.component, self.nucleus, stream)
             if operation.delegated:
-                check_control_access(ctx, name)
+                check_control_access(ctx, name, request)
                 self._delegate(stream, operation, request)
                 return
             assert operation.handler is not None

@@ -23,7 +23,7 @@ from .ipc_config import (
     handle_subscribe_to_configuration_update,
     handle_update_configuration,
 )
-from .ipc_errors import InvalidArgumentsError, ServiceError, UnauthorizedError
+from .ipc_errors import InvalidArgumentsError, ServiceError
 from .ipc_pubsub import SUBSCRIPTION_EVENT, handle_publish_to_topic, handle_subscribe_to_topic
 from .ipc_types import Operation, OperationContext, OperationResult
 
@@ -33,18 +33,30 @@ REPORTED_STATES = ("RUNNING", "ERRORED")
 QOS_VALUES = {"0": 0, "1": 1}
 
 
-def check_control_access(ctx: OperationContext, operation: str) -> None:
-    if not ctx.nucleus.is_cli(ctx.component):
-        message = (
-            f"Principal {ctx.component} is not authorized to perform aws.greengrass.Cli:{operation}"
-        )
-        log.warning(
-            "%s is not authorized to perform %s: only components registered as a CLI "
-            "(register_component(..., cli=True)) may use the local deployment operations",
-            ctx.component,
-            operation,
-        )
-        raise UnauthorizedError(message)
+CLI_SERVICE = "aws.greengrass.Cli"
+#: The request field each greengrass-cli operation is authorized on; the others on "*".
+CONTROL_RESOURCE_FIELDS: Mapping[str, str] = {
+    PREFIX + "GetComponentDetails": "componentName",
+    PREFIX + "RestartComponent": "componentName",
+    PREFIX + "StopComponent": "componentName",
+    PREFIX + "GetLocalDeploymentStatus": "deploymentId",
+}
+
+
+def check_control_access(
+    ctx: OperationContext, operation: str, request: Mapping[str, Any]
+) -> None:
+    """As the greengrass-cli's CLIEventStreamAgent.authorizeRequest: the CLI itself may call
+    everything; any other component needs an ``aws.greengrass.Cli`` policy for the operation on
+    the component name, the deployment id or ``*``. A request without that field is let through
+    to be refused by its validation (the CLI validates before it authorizes)."""
+    if ctx.nucleus.is_cli(ctx.component):
+        return
+    field = CONTROL_RESOURCE_FIELDS.get(operation)
+    resource = request.get(field) if field else "*"
+    if not isinstance(resource, str) or not resource:
+        return
+    ctx.authorize(CLI_SERVICE, operation, resource)
 
 
 # --- small handlers ----------------------------------------------------------------------------

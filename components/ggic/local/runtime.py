@@ -28,7 +28,6 @@ deployment thread: shared state is guarded by locks, and none is held while wait
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import json
@@ -59,6 +58,7 @@ from .deployment import (
     DeploymentRequest,
     LocalDeployer,
 )
+from .iot_core_log import iot_core_line, read_iot_core_log, shorten
 from .ipc_server import IpcServer
 from .lifecycle import RunnerSettings, State, Supervisor, nucleus_environment
 from .platform import detect_platform
@@ -171,6 +171,7 @@ class LocalRuntime:
         self._errors_seen: dict[str, int] = {}
         self._versions: dict[str, str] = {}
         self._deployments: dict[str, LocalDeploymentRecord] = {}
+        self._cancel_requested: set[str] = set()
         self._queue: queue.Queue[LocalDeploymentRecord | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._closing = threading.Event()
@@ -269,6 +270,32 @@ class LocalRuntime:
         with self._lock:
             return [dataclasses.replace(r) for r in self._deployments.values()]
 
+    def cancel_deployment(self, deployment_id: str) -> str:
+        """Cancel a QUEUED or IN_PROGRESS deployment (the greengrass-cli's
+        CancelLocalDeployment); returns its answer's message. A deployment in progress stops
+        where it is (before its changes if it has not applied them yet; otherwise they stay,
+        as in the nucleus's DeploymentService.cancelCurrentDeployment)."""
+        with self._state_changed:
+            record = self._deployments.get(deployment_id)
+            if record is None:
+                raise NoSuchDeployment(deployment_id)
+            if record.finished:
+                return "Cancellation request is not processed because deployment is already " \
+                       "finished"
+            if record.status == DeploymentStatus.QUEUED:
+                record.status = DeploymentStatus.CANCELED
+                self._state_changed.notify_all()
+            else:
+                self._cancel_requested.add(deployment_id)
+        if record.status == DeploymentStatus.CANCELED:
+            self._save_deployment_records()
+        log.warning("local deployment %s: cancellation requested", deployment_id)
+        return f"Cancel request submitted. Deployment ID: {deployment_id}"
+
+    def _cancelled(self, record: LocalDeploymentRecord) -> bool:
+        with self._lock:
+            return record.deployment_id in self._cancel_requested
+
     def wait_for_deployment(self, deployment_id: str, timeout: float | None = None
                             ) -> LocalDeploymentRecord:
         """Wait until the deployment has finished (or ``timeout``); returns its record."""
@@ -284,6 +311,9 @@ class LocalRuntime:
             record = self._queue.get()
             if record is None:
                 return
+            if record.status == DeploymentStatus.CANCELED:
+                log.info("local deployment %s was cancelled before it ran", record.deployment_id)
+                continue
             if self._closing.is_set():
                 self._finish(record, DeploymentStatus.FAILED, "FAILED_NO_STATE_CHANGE",
                              "the runtime stopped before the deployment ran", ("CLOSED",))
@@ -309,6 +339,9 @@ class LocalRuntime:
                          ("REQUEST_ERROR",))
             return
         plan = dataclasses.replace(plan, deployment_id=record.deployment_id)
+        if self._cancelled(record):
+            self._finish(record, DeploymentStatus.CANCELED, None, None, ())
+            return
         with self._lock:
             record.components = tuple(plan.names)
         states = self.supervisor.states()
@@ -340,7 +373,7 @@ class LocalRuntime:
         deadline = time.monotonic() + self.settings.deployment_timeout
         failure = None
         while failure is None:
-            failure = self._wait_until_settled(names, deadline)
+            failure = self._wait_until_settled(record, names, deadline)
             if failure is not None:
                 break
             broken = [n for n in names if self.supervisor.state(n) == State.BROKEN]
@@ -357,13 +390,18 @@ class LocalRuntime:
                 self._finish(record, DeploymentStatus.SUCCEEDED, "SUCCESSFUL", None, ())
                 return
         reason, error_type = failure
+        if error_type == DeploymentStatus.CANCELED:  # its changes stay, as in the nucleus
+            self._finish(record, DeploymentStatus.CANCELED, None, None, ())
+            return
         self._finish(record, DeploymentStatus.FAILED, "FAILED_ROLLBACK_NOT_REQUESTED", reason,
                      (error_type,))
 
-    def _wait_until_settled(self, names: Sequence[str], deadline: float
-                            ) -> tuple[str, str] | None:
+    def _wait_until_settled(self, record: LocalDeploymentRecord, names: Sequence[str],
+                            deadline: float) -> tuple[str, str] | None:
         """None once every component is RUNNING, FINISHED or BROKEN; else why not."""
         while not self._closing.is_set():
+            if self._cancelled(record):
+                return "cancelled", DeploymentStatus.CANCELED
             if self.supervisor.wait_for(lambda s: all(s.get(n) in SETTLED_STATES for n in names),
                                         min(0.2, max(0.0, deadline - time.monotonic()))):
                 return None
@@ -386,9 +424,10 @@ class LocalRuntime:
             self._state_changed.notify_all()
         self._save_deployment_records()
 
-    def _finish(self, record: LocalDeploymentRecord, status: str, detailed: str,
+    def _finish(self, record: LocalDeploymentRecord, status: str, detailed: str | None,
                 error: str | None, error_types: Sequence[str]) -> None:
         with self._state_changed:
+            self._cancel_requested.discard(record.deployment_id)
             record.status = status
             record.detailed_status = detailed
             record.error = error
@@ -397,6 +436,9 @@ class LocalRuntime:
         self._save_deployment_records()
         if status == DeploymentStatus.SUCCEEDED:
             log.info("local deployment %s SUCCEEDED", record.deployment_id)
+        elif status == DeploymentStatus.CANCELED:
+            log.warning("local deployment %s CANCELED (changes it applied stay; deploy again "
+                        "to revert them)", record.deployment_id)
         else:
             log.error("local deployment %s FAILED: %s", record.deployment_id, error)
 
@@ -489,7 +531,7 @@ class LocalRuntime:
         with self._iot_core_lock, open_private_append(self.iot_core_log) as out:
             out.write(json.dumps(line) + "\n")
         log.info("AWS IoT Core <- %s: %s (qos %s, from %s)", line["topic"],
-                 _shorten(line["payload"]), line["qos"], line["component"])
+                 shorten(line["payload"]), line["qos"], line["component"])
 
     # --- glue callbacks ----------------------------------------------------------------------
 
@@ -556,42 +598,3 @@ def _choose_socket_path(root: Path, shared: bool = False) -> tuple[Path, Path | 
     if shared:
         os.chmod(folder, 0o755)
     return folder / SOCKET_NAME, folder
-
-
-def _shorten(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def iot_core_line(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A recorded PublishToIoTCore call as one JSON-able line (payload as text if UTF-8)."""
-    payload = bytes(record.get("payload") or b"")
-    try:
-        text, encoding = payload.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
-    line = {
-        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        "component": record.get("component"),
-        "topic": record.get("topic"),
-        "qos": record.get("qos"),
-        "retain": bool(record.get("retain", False)),
-        "payload": text,
-        "payloadEncoding": encoding,
-    }
-    for key in ("userProperties", "contentType", "payloadFormat", "messageExpiryIntervalSeconds"):
-        if record.get(key) is not None:
-            line[key] = record[key]
-    return line
-
-
-def read_iot_core_log(path: Path) -> list[dict[str, Any]]:
-    """The recorded PublishToIoTCore calls (``<root>/logs/iotcore.jsonl``), oldest first."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        with contextlib.suppress(ValueError):
-            out.append(json.loads(line))
-    return out

@@ -20,9 +20,11 @@ class DeploymentStatus:
     IN_PROGRESS = "IN_PROGRESS"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    CANCELED = "CANCELED"
 
 
-FINAL_STATUSES = frozenset({DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED})
+FINAL_STATUSES = frozenset({DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED,
+                            DeploymentStatus.CANCELED})
 
 
 @dataclass
