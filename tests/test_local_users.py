@@ -184,3 +184,26 @@ def test_a_deployments_run_with_user_is_applied_kept_and_removed(shared_dir: Pat
         assert next_run(2) == "0"
         assert run_ggic(["local", "deploy", "--root", str(root), "-m", f"{name}=1.0.0",
                          "--runWith", "nobody"]) == 1
+
+
+@needs_root
+def test_a_root_the_component_user_cannot_enter_fails_the_step_naming_the_folder(
+        tmp_path: Path) -> None:
+    closed = tmp_path / "closed"  # pytest's tmp folders are 0700 already; say it anyway
+    closed.mkdir(mode=0o700)
+    recipes = tmp_path / "recipes"
+    write_lifecycle_recipe(recipes, "com.example.Closed", {"Run": "echo never"})
+    with fast_runtime(closed / "root", default_user="nobody") as runtime:
+        record = runtime.deploy(DeploymentRequest(recipe_dir=recipes,
+                                                  merge={"com.example.Closed": "1.0.0"}), 30)
+        log = runtime.log_path("com.example.Closed").read_text()
+    assert record.status == "FAILED"
+    assert "nobody can't reach the work folder" in log, log
+    assert "stdout. never" not in log
+
+
+@needs_root
+def test_ggic_local_start_refuses_an_unknown_default_user(shared_dir: Path, capsys) -> None:
+    assert run_ggic(["local", "start", "--root", str(shared_dir / "root"),
+                     "--default-user", "no-such-user-ggic"]) == 2
+    assert "--default-user: no user 'no-such-user-ggic'" in capsys.readouterr().err
