@@ -15,6 +15,7 @@ from .component_logs import ComponentLog
 from .lifecycle_states import ComponentSpec, RunnerSettings, State, StateCallback, StepResult
 from .processes import ScriptProcess, should_skip, spawn_step, wait_for_step
 from .recipe_lifecycle import LifecycleStep
+from .run_with import ComponentUser
 
 logger = logging.getLogger(__name__.rsplit(".", 1)[0] + ".lifecycle")
 
@@ -60,6 +61,8 @@ class ComponentRunner:
         self._run_is_startup = False  # the watched process is a Startup that reported RUNNING
         self._startup_process: ScriptProcess | None = None
         self._thread: threading.Thread | None = None
+        self._user = ComponentUser(self.settings.users, spec.posix_user, Path(spec.work_dir),
+                                   spec.artifact_dirs)
 
     # public API
 
@@ -546,7 +549,7 @@ class ComponentRunner:
 
     def _spawn(self, step: LifecycleStep, env: Mapping[str, str]) -> ScriptProcess | None:
         return spawn_step(self.name, step, env, Path(self.spec.work_dir), self.log,
-                          lambda: self._state, self.settings.output_drain_timeout)
+                          lambda: self._state, self.settings.output_drain_timeout, self._user)
 
     def _run_foreground(self, name: str, abort: Callable[[], bool] | None,
                         watch_reports: bool = False) -> StepResult:
