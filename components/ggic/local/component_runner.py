@@ -23,9 +23,6 @@ logger = logging.getLogger(__name__.rsplit(".", 1)[0] + ".lifecycle")
 _COUNTED_STATES = frozenset({State.NEW, State.STARTING, State.RUNNING})
 
 
-# --- one component ----------------------------------------------------------------------------
-
-
 class ComponentRunner:
     """Runs one component's lifecycle in a background thread (see the module docstring)."""
 
@@ -85,8 +82,7 @@ class ComponentRunner:
     @property
     def run_process_id(self) -> int | None:
         """The Run step's process (the leader of its process group), None when none runs."""
-        process = self._run_process
-        return process.pid if process is not None else None
+        return getattr(self._run_process, "pid", None)  # one read: it may change meanwhile
 
     def request_stop(self) -> None:
         with self._cond:
