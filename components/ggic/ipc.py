@@ -203,6 +203,11 @@ class IpcClient:
         """Wait until every subscription callback already received has run."""
         return self._runner.quiesce(timeout) if self._runner is not None else True
 
+    def discard_undelivered(self) -> int:
+        """Drop the subscription events received but not yet handed to their callback; how
+        many (for a component that is stopping and has run out of time for them)."""
+        return self._runner.discard() if self._runner is not None else 0
+
     def callback_backlog_peak(self) -> int:
         return self._runner.peak_backlog if self._runner is not None else 0
 

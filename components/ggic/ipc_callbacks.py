@@ -8,8 +8,10 @@ component can rely on when it answers everything it received before it exits.
 
 ``submit`` is called on the SDK's network thread and never blocks (blocking it would stall the
 acknowledgements the component's own publishes wait for). The queue is not capped: what is in
-it has already arrived in this process; the callbacks it runs must be quick (validate and
-enqueue), and :attr:`peak_backlog` tells how far it got behind.
+it has already arrived in this process (the SDK reads the socket as fast as it can and gives us
+no way to stop reading). The callbacks it runs may wait, which holds the next events here,
+undelivered; :attr:`peak_backlog` tells how far it got behind, and :meth:`discard` drops what
+a stopping component has no time left for.
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ class CallbackRunner(Executor):
         """Wait until every callback submitted so far has run; False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: not self._queue and not self._running, timeout)
+
+    def discard(self) -> int:
+        """Drop the callbacks not started yet (a stopping component that has run out of time
+        for them); how many."""
+        with self._cond:
+            dropped = len(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+            return dropped
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._cond:

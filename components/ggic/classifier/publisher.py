@@ -9,7 +9,7 @@ way the answer is then done: ``on_done`` is called exactly once per answer.
 
 The outbox has two ways in:
 
-* :meth:`Outbox.put` for results and pipeline errors: waits while ``capacity`` answers are
+* :meth:`Outbox.put` for results and pipeline errors: waits while ``capacity`` of them are
   queued, which slows the pipeline down to the publishing rate (the work queue then fills and
   new requests are refused BUSY);
 * :meth:`Outbox.put_refusal` for the answers the IPC callback gives at once (BUSY, invalid
@@ -17,6 +17,9 @@ The outbox has two ways in:
   drops, because each is the only answer its request gets. These answers are small (an id, a
   code, a short constant text); how many can be queued is bounded by how much faster requests
   arrive than answers leave, for as long as that lasts (``peak`` records it).
+
+The two are separate lanes and results go first: a result is never queued behind a flood's
+BUSY answers, and the pipeline never waits for room taken by them.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ class Outbox:
 
     def __init__(self, capacity: int = OUTBOX_CAPACITY) -> None:
         self.capacity = capacity
-        self._items: deque[Outgoing] = deque()
+        self._results: deque[Outgoing] = deque()
+        self._refusals: deque[Outgoing] = deque()
         self._retries: list[tuple[float, int, _Publication]] = []
         self._order = itertools.count()
         self._cond = threading.Condition()
@@ -75,22 +79,22 @@ class Outbox:
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._items)
+            return len(self._results) + len(self._refusals)
 
     def put(self, item: Outgoing) -> None:
-        """Queue an answer, waiting while ``capacity`` are queued (see :meth:`unbound`)."""
+        """Queue a result, waiting while ``capacity`` are queued (see :meth:`unbound`)."""
         with self._cond:
-            self._cond.wait_for(lambda: len(self._items) < self.capacity or self._unbounded)
-            self._append(item)
+            self._cond.wait_for(lambda: len(self._results) < self.capacity or self._unbounded)
+            self._append(self._results, item)
 
     def put_refusal(self, item: Outgoing) -> None:
         """Queue an answer without ever waiting (for the IPC callback thread)."""
         with self._cond:
-            self._append(item)
+            self._append(self._refusals, item)
 
-    def _append(self, item: Outgoing) -> None:
-        self._items.append(item)
-        self.peak = max(self.peak, len(self._items))
+    def _append(self, lane: deque[Outgoing], item: Outgoing) -> None:
+        lane.append(item)
+        self.peak = max(self.peak, len(self._results) + len(self._refusals))
         self._cond.notify_all()
 
     def unbound(self) -> None:
@@ -118,10 +122,12 @@ class Outbox:
                 now = time.monotonic()
                 if self._retries and self._retries[0][0] <= now:
                     return heapq.heappop(self._retries)[2]
-                if self._items:
-                    item = self._items.popleft()
+                if self._results:
+                    item = self._results.popleft()
                     self._cond.notify_all()  # room for a waiting put()
                     return item
+                if self._refusals:
+                    return self._refusals.popleft()
                 if self._closed and not self._retries:
                     return None
                 timeout = self._retries[0][0] - now if self._retries else None

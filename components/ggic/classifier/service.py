@@ -55,7 +55,6 @@ from ..messages import (
     decode_payload,
     new_request_id,
     parse_request,
-    request_id_of,
 )
 from .inputs import InputLimits
 from .model import ModelLoadError, load_model
@@ -75,9 +74,18 @@ DRAIN_TIMEOUT_S = 3.0
 #: By then every answer has been published and the service has stopped (Greengrass sends
 #: SIGKILL 5 s after SIGTERM; the rest is for the process to exit).
 STOP_BUDGET_S = 4.0
+#: At most this many delivered requests wait for their answer (beyond QueueSize): while that
+#: many do, the IPC callback waits and the next requests stay undelivered in the callback queue,
+#: so a SIGTERM never finds more answers owed than it can publish in time.
+MAX_OWED = 512
+#: On SIGTERM, how long requests received before the unsubscribe may still be delivered (each
+#: is answered UNAVAILABLE, within MAX_OWED); the ones still undelivered then are dropped,
+#: counted in the log.
+LATE_DELIVERY_S = 0.5
 #: Re-opening a subscription whose stream ended: first pause, doubling up to the last.
 RESUBSCRIBE_BACKOFF_S = (0.1, 5.0)
 BUSY_MESSAGE = "the classifier's queue (QueueSize) is full; retry later"
+SHUTTING_DOWN_MESSAGE = "the classifier is shutting down; send it again when it runs"
 UNAVAILABLE_MESSAGE = ("the classifier stopped before it could classify this request; send it "
                        "again when it runs")
 
@@ -156,6 +164,7 @@ class ClassifierService:
         self._resubscribe_at: dict[Control, float] = {}
         self._resubscribe_pause: dict[Control, float] = {}
         self.connection_lost = False
+        self._delivery_closed = False  # the owed limit no longer holds callbacks back
         self.delivered = 0
         self.answered = 0
         self._busy_log = RateLimitedCounter(
@@ -263,6 +272,8 @@ class ClassifierService:
         was handed on: the message is answered INTERNAL_ERROR here, so it is never left
         pending."""
         with self._pending_lock:
+            owed = MAX_OWED + self.config.queue_size
+            self._pending_lock.wait_for(lambda: self._pending < owed or self._delivery_closed)
             self._pending += 1
             self.delivered += 1
         try:
@@ -286,18 +297,17 @@ class ClassifierService:
         config = self.config
         try:
             message = decode_payload(payload)
-            if not self._accepting.is_set():
-                raise ClassificationError(
-                    ErrorCode.UNAVAILABLE, "the classifier is shutting down",
-                    request_id_of(message))
             request = parse_request(message, max_inline_bytes=config.max_image_bytes)
             reply_topic = self._reply_topic(request, config)
         except ClassificationError as exc:
             rid = exc.request_id or new_request_id()
-            if exc.code is not ErrorCode.UNAVAILABLE:
-                log.warning("request %s on %s refused: %s", rid, topic, exc)
+            log.warning("request %s on %s refused: %s", rid, topic, exc)
             self._send(config.result_topic, ClassificationResult.from_error(exc, rid),
                        refusal=True)
+            return
+        if not self._accepting.is_set():  # to reply_to, like any answer to a valid request
+            self._send(reply_topic, ClassificationResult.failure(
+                request.request_id, ErrorCode.UNAVAILABLE, SHUTTING_DOWN_MESSAGE), refusal=True)
             return
         job = Job(
             request=request,
@@ -529,10 +539,19 @@ class ClassifierService:
         for sub in (self._request_sub, self._config_sub):
             if sub is not None:
                 sub.close(timeout=0.5)
-        # every message the SDK received before the unsubscribe is delivered now (and answered
-        # UNAVAILABLE): after this, pending counts everything we owe an answer
-        if not self.ipc.quiesce_callbacks(1.0):
-            log.error("IPC callbacks still running after 1 s")
+        # what the SDK received before the unsubscribe is delivered now (answered UNAVAILABLE)
+        # while there is time and room; the rest is dropped undelivered. After this, pending
+        # counts every answer owed.
+        if not self.ipc.quiesce_callbacks(LATE_DELIVERY_S):
+            undelivered = self.ipc.discard_undelivered()
+            log.warning("dropped %d requests received but not delivered before the classifier "
+                        "stopped (the classifier was overloaded)", undelivered)
+        with self._pending_lock:
+            self._delivery_closed = True  # a callback held back by MAX_OWED: answer it too
+            self._pending_lock.notify_all()
+        self.ipc.quiesce_callbacks(0.1)
+        log.info("unsubscribed after %.2f s; %d answers owed, %d of them ready to publish",
+                 time.monotonic() - started, self._pending, len(self._publisher.outbox))
         self._drain_deadline = started + DRAIN_TIMEOUT_S
         if not self.wait_idle(max(0.0, self._drain_deadline - time.monotonic())):
             self._answer_queued_unavailable()
@@ -542,8 +561,10 @@ class ClassifierService:
                       time.monotonic() - started)
         self._stop_threads(0.3)
         log.info("stopped after answering %d requests: %d delivered, %d answered, %d "
-                 "unanswered, %d publishes failed", self.answered, self.delivered,
-                 self.answered, self.delivered - self.answered, self._publisher.failed)
+                 "unanswered, %d publishes failed; at most %d answers were queued and %d IPC "
+                 "callbacks waiting", self.answered, self.delivered, self.answered,
+                 self.delivered - self.answered, self._publisher.failed,
+                 self._publisher.outbox.peak, self.ipc.callback_backlog_peak())
 
     def _answer_queued_unavailable(self) -> None:
         """Past the drain time: what no worker has taken yet is answered UNAVAILABLE now."""
