@@ -39,8 +39,9 @@ class CallbackRunner(Executor):
         future: Future = Future()
         call = (lambda: fn(*args, **kwargs)) if kwargs else fn
         with self._cond:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new callbacks after shutdown")
+            if self._shutdown:  # the client is closing: events still arriving are not run
+                future.cancel()
+                return future
             self._queue.append((call, args if not kwargs else (), future))
             self.peak_backlog = max(self.peak_backlog, len(self._queue))
             self._cond.notify_all()
