@@ -27,7 +27,6 @@ still queued UNAVAILABLE, publishes every answer and exits 0 within STOP_BUDGET_
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import queue
@@ -56,6 +55,7 @@ from ..messages import (
     new_request_id,
     parse_request,
 )
+from .control import Control, Reopening
 from .inputs import InputLimits
 from .model import ModelLoadError, load_model
 from .pipeline import ClassificationPipeline
@@ -100,16 +100,6 @@ def default_model_loader(config: ClassifierConfig) -> ClassificationPipeline:
     model, info = load_model(model_dir, resolve_profile(config.model_profile),
                              config.labels_path, warm_up=False)
     return ClassificationPipeline(model, info)
-
-
-class Control(enum.Enum):
-    """What the main thread is asked to do."""
-
-    CONFIG = "configuration changed"
-    STOP = "stop"
-    CONNECTION_LOST = "connection lost"
-    RESUBSCRIBE_REQUESTS = "request subscription ended"
-    RESUBSCRIBE_CONFIG = "configuration subscription ended"
 
 
 class RateLimitedCounter:
@@ -161,8 +151,7 @@ class ClassifierService:
         self._threads: list[threading.Thread] = []
         self._request_sub: Subscription | None = None
         self._config_sub: Subscription | None = None
-        self._resubscribe_at: dict[Control, float] = {}
-        self._resubscribe_pause: dict[Control, float] = {}
+        self._reopening = Reopening(*RESUBSCRIBE_BACKOFF_S)
         self.connection_lost = False
         self._delivery_closed = False  # the owed limit no longer holds callbacks back
         self.delivered = 0
@@ -470,7 +459,7 @@ class ClassifierService:
         shut down and return 0) or until the IPC connection is gone (return 1)."""
         while not self._stop.is_set() and not self.connection_lost:
             try:
-                event = self._control.get(timeout=self._next_timeout())
+                event = self._control.get(timeout=self._reopening.wait_time(time.monotonic(), 1.0))
             except queue.Empty:
                 event = None
             events = [] if event is None else [event]
@@ -488,19 +477,12 @@ class ClassifierService:
     def _handle(self, events: list[Control]) -> None:
         now = time.monotonic()
         for which in (Control.RESUBSCRIBE_REQUESTS, Control.RESUBSCRIBE_CONFIG):
-            if which in events and which not in self._resubscribe_at:
+            if which in events and self._reopening.ended(which, now):
                 log.warning("the %s; opening it again", which.value)
-                self._resubscribe_at[which] = now
-        for which, due in list(self._resubscribe_at.items()):
-            if due <= now:
-                self._resubscribe(which)
+        for which in self._reopening.due(now):
+            self._resubscribe(which)
         if Control.CONFIG in events:
             self.apply_config_update()
-
-    def _next_timeout(self) -> float:
-        if not self._resubscribe_at:
-            return 1.0
-        return max(0.0, min(self._resubscribe_at.values()) - time.monotonic())
 
     def _resubscribe(self, which: Control) -> None:
         try:
@@ -512,15 +494,11 @@ class ClassifierService:
             if exc.kind is IpcErrorKind.CONNECTION_LOST:
                 self.connection_lost = True
                 return
-            first, most = RESUBSCRIBE_BACKOFF_S
-            pause = min(most, self._resubscribe_pause.get(which, first / 2) * 2)
-            self._resubscribe_pause[which] = pause
-            self._resubscribe_at[which] = time.monotonic() + pause
+            pause = self._reopening.failed(which, time.monotonic())
             log.error("could not reopen the %s: %s; next try in %.1f s",
                       which.value.replace(" ended", ""), exc, pause)
             return
-        del self._resubscribe_at[which]
-        self._resubscribe_pause.pop(which, None)
+        self._reopening.succeeded(which)
         if which is Control.RESUBSCRIBE_CONFIG:
             self.apply_config_update()  # changes made while it was closed
 
