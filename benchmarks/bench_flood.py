@@ -10,8 +10,11 @@ stops a component; the clients flood on for a second after that.
 Counted: requests sent (publish acknowledged), requests the classifier says were delivered to it
 (its last log line), answers seen server-side (an in-process subscription to ``flood/#`` and
 ``local/result``) and client-side, by status; lost = delivered - distinct answers; duplicates;
-answers per second; the classifier's peak RSS (VmHWM); the bytes it added to its log; the time
-from SIGTERM to its exit, and its exit code.
+answers per second while flooded (first answer to SIGTERM); the classifier's peak RSS (VmHWM);
+the bytes it added to its log; the time from SIGTERM to its exit, and its exit code.
+
+Then, side by side: one process publishing answers through ggic's IpcClient with 1 publish in
+flight (the old publisher, which waited for each acknowledgement) and with 32, interleaved.
 
 Usage: python benchmarks/bench_flood.py [--clients 4] [--sigterm-after 2] [--repeat 3]
 (``client`` is the flood client's own entry point, run by the benchmark.)
@@ -107,6 +110,54 @@ def client_main(index: int, image: str, stop_file: Path, out: Path) -> None:
                                  if not rid.startswith(f"c{index}-"))}
     out.write_text(json.dumps(report))
     os._exit(0)  # the SDK's close can wait on in-flight streams; the report is written
+
+
+def publish_main(in_flight: int, count: int) -> None:
+    """Publish ``count`` BUSY-sized answers through ggic's IpcClient, ``in_flight`` at a time
+    (1: the old publisher, which waited for each acknowledgement); print the rate."""
+    from ggic.ipc import IpcClient
+
+    ipc = IpcClient()
+    message = {"request_id": "c0-123456", "status": "error",
+               "error": {"code": "BUSY", "message": "the classifier's queue (QueueSize) is "
+                         "full; retry later"}}
+    slots = threading.Semaphore(in_flight)
+    started = time.perf_counter()
+    for _ in range(count):
+        slots.acquire()
+        ipc.publish_async("local/result", message).add_done_callback(lambda _f: slots.release())
+    for _ in range(in_flight):
+        slots.acquire()
+    print(f"{count / (time.perf_counter() - started):.1f}")
+    os._exit(0)
+
+
+def publish_rates(root: Path, in_flights: tuple[int, ...] = (1, 32), repeat: int = 3,
+                  count: int = 2000) -> dict[int, list[float]]:
+    """Answers/s of one publishing process at each in-flight bound, interleaved, repeated
+    (the server runs in this process, as in the flood)."""
+    sys.path.insert(0, str(REPO / "components"))
+    from ggic.local.ipc_server import IpcServer
+
+    server = IpcServer(root / "publish.socket")
+    server.register_component("publisher", access_control={"aws.greengrass.ipc.pubsub": {
+        "p": {"operations": ["aws.greengrass#PublishToTopic"], "resources": ["local/result"]}}})
+    server.start()
+    unsubscribe = server.subscribe("local/result", lambda _t, _m: None)
+    env = {**os.environ, **server.component_env("publisher"),
+           "PYTHONPATH": str(REPO / "components")}
+    rates: dict[int, list[float]] = {n: [] for n in in_flights}
+    try:
+        for _ in range(repeat):
+            for n in in_flights:
+                out = subprocess.run(
+                    [sys.executable, __file__, "publish", "--in-flight", str(n), "--count",
+                     str(count)], env=env, capture_output=True, text=True, timeout=120)
+                rates[n].append(float(out.stdout.strip().splitlines()[-1]))
+    finally:
+        unsubscribe()
+        server.stop()
+    return rates
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -230,14 +281,14 @@ def run_flood(root: Path, *, clients: int = 4, sigterm_after: float = 2.0,
             peak = max(peak, _peak_rss_mib(classifier.pid) or 0.0)
             time.sleep(0.05)
         signalled = time.monotonic()
+        with lock:
+            report.answers_per_s = sum(seen.values()) / (signalled - started)
         classifier.send_signal(signal.SIGTERM)
         while classifier.poll() is None and time.monotonic() - signalled < 30:
             peak = max(peak, _peak_rss_mib(classifier.pid) or 0.0)
             time.sleep(0.01)
         report.exit_code = classifier.wait(30)
         report.sigterm_to_exit_s = time.monotonic() - signalled
-        with lock:
-            report.answers_per_s = sum(seen.values()) / (time.monotonic() - started)
         report.peak_rss_mib = peak
         time.sleep(max(0.0, signalled + flood_after_sigterm - time.monotonic()))
         stop_file.touch()
@@ -295,6 +346,9 @@ def main() -> int:
     client.add_argument("--image", required=True)
     client.add_argument("--stop-file", type=Path, required=True)
     client.add_argument("--out", type=Path, required=True)
+    publish = sub.add_parser("publish")
+    publish.add_argument("--in-flight", type=int, required=True)
+    publish.add_argument("--count", type=int, required=True)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--sigterm-after", type=float, default=2.0)
     parser.add_argument("--repeat", type=int, default=3)
@@ -302,6 +356,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "client":
         client_main(args.index, args.image, args.stop_file, args.out)
+        return 0
+    if args.command == "publish":
+        publish_main(args.in_flight, args.count)
         return 0
     print(f"machine: {machine()}")
     print(f"{args.clients} client processes flood; SIGTERM {args.sigterm_after} s after the "
@@ -319,6 +376,13 @@ def main() -> int:
           f"min {min(exits):.2f} median {statistics.median(exits):.2f} max {max(exits):.2f} s; "
           f"lost {sum(r.lost for r in reports)}, duplicates "
           f"{sum(r.duplicates_server + r.duplicates_client for r in reports)}")
+    with tempfile.TemporaryDirectory(prefix="ggic-publish-", dir="/tmp") as tmp:
+        rates = publish_rates(Path(tmp), repeat=args.repeat)
+    one, many = rates[1], rates[32]
+    print(f"publishing alone, answers/s (interleaved, {args.repeat} runs each): 1 in flight "
+          f"(the old publisher) min {min(one):.0f} median {statistics.median(one):.0f}; 32 in "
+          f"flight min {min(many):.0f} median {statistics.median(many):.0f}; ratio of medians "
+          f"{statistics.median(many) / statistics.median(one):.2f}x")
     print(f"machine after: {machine()}")
     if args.json:
         args.json.write_text(json.dumps(

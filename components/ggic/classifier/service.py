@@ -20,10 +20,9 @@ finished. RUNNING is reported only once the model is warm and the request subscr
 place. A subscription whose stream ends is opened again (with backoff); if the IPC connection
 itself is gone the service stops and the process exits 1, so Greengrass restarts it.
 
-On SIGTERM the service unsubscribes at once, waits for the callbacks already received to run
-(each gets UNAVAILABLE), classifies what it accepted until DRAIN_TIMEOUT_S, answers what is
-still queued UNAVAILABLE, publishes every answer and exits 0 within STOP_BUDGET_S.
-"""
+On SIGTERM: unsubscribe at once, deliver what the SDK already received (UNAVAILABLE) for up to
+LATE_DELIVERY_S, classify until DRAIN_TIMEOUT_S, answer the rest UNAVAILABLE, publish every
+answer; all within STOP_BUDGET_S."""
 
 from __future__ import annotations
 
@@ -508,6 +507,9 @@ class ClassifierService:
         started = time.monotonic()
         self._accepting.clear()
         if self.connection_lost:
+            with self._pending_lock:
+                self._delivery_closed = True  # nothing can be published: hold nothing back
+                self._pending_lock.notify_all()
             log.error("the IPC connection is gone: stopping so that Greengrass restarts the "
                       "component (%d requests delivered, %d answered)", self.delivered,
                       self.answered)
