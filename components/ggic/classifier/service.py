@@ -45,6 +45,7 @@ from ..config import (
     with_values_of,
 )
 from ..ipc import IpcClient, IpcError, IpcErrorKind, Subscription
+from ..log_text import escape, quote
 from ..messages import (
     ClassificationError,
     ClassificationRequest,
@@ -54,6 +55,7 @@ from ..messages import (
     new_request_id,
     parse_request,
 )
+from ..rate_limited_log import RateLimitedCounter
 from .control import Control, Reopening
 from .inputs import InputLimits
 from .model import ModelLoadError, load_model
@@ -101,25 +103,6 @@ def default_model_loader(config: ClassifierConfig) -> ClassificationPipeline:
     return ClassificationPipeline(model, info)
 
 
-class RateLimitedCounter:
-    """Counts an event and logs the count at most once per ``interval`` seconds, so an
-    overload does not also flood the log."""
-
-    def __init__(self, message: str, interval: float = 5.0) -> None:
-        self.message = message
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._count = 0
-        self._since = time.monotonic()
-
-    def note(self) -> None:
-        with self._lock:
-            self._count += 1
-            elapsed = time.monotonic() - self._since
-            if self._count == 1 or elapsed >= self.interval:
-                log.warning(self.message, self._count, max(elapsed, 0.0))
-                self._count = 0
-                self._since = time.monotonic()
 
 
 class ClassifierService:
@@ -156,8 +139,12 @@ class ClassifierService:
         self.delivered = 0
         self.answered = 0
         self._busy_log = RateLimitedCounter(
-            "refused %d requests as BUSY in the last %.0f s: the queue (QueueSize) was full; "
-            "raise QueueSize or Workers, or send fewer requests")
+            "refused %d request(s) as BUSY in %.1f s: the queue (QueueSize) was full; "
+            "raise QueueSize or Workers, or send fewer requests%s", logger=log)
+        self._refused_log = RateLimitedCounter(
+            "refused %d request(s) in %.1f s; the latest: %s", logger=log)
+        self._failed_log = RateLimitedCounter(
+            "%d request(s) failed in %.1f s; the latest: %s", logger=log)
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -255,9 +242,10 @@ class ClassifierService:
 
     @contextmanager
     def _delivery(self, topic: str) -> Iterator[None]:
-        """One delivered message: counted pending here, and answered by the body (each path
-        hands its answer or its job on as the last thing it does). If the body raises, nothing
-        was handed on: the message is answered INTERNAL_ERROR here, so it is never left
+        """One delivered message: counted pending here (once fewer than MAX_OWED answers are
+        owed), then answered by the body, each path of which hands its answer or its job on as
+        the last thing it does. If the body raises, nothing was handed on: the message is
+        answered INTERNAL_ERROR here (a bug, never reached by input), so it is never left
         pending."""
         with self._pending_lock:
             owed = MAX_OWED + self.config.queue_size
@@ -268,30 +256,31 @@ class ClassifierService:
             yield
         except Exception as exc:
             try:
-                log.error("a message on %s could not be handled (a bug): %s", topic,
-                          type(exc).__name__)
+                log.exception("taking a request on %s failed", escape(topic))
                 self._send(self.config.result_topic, ClassificationResult.failure(
                     new_request_id(), ErrorCode.INTERNAL_ERROR,
-                    "the classifier could not handle this message"), refusal=True)
+                    f"the classifier failed to take this request ({type(exc).__name__}); "
+                    "please report it"), refusal=True)
             except Exception:
                 self._answered()  # cannot even answer: do not leave it pending
 
     def on_request(self, topic: str, payload: Any) -> None:
+        """IPC callback: exactly one answer for every message, whatever it holds."""
         with self._delivery(topic):
-            self._take_request(topic, payload)
+            self._take(topic, payload, self.config, time.perf_counter())
 
-    def _take_request(self, topic: str, payload: Any) -> None:
-        received = time.perf_counter()
-        config = self.config
+    def _take(self, topic: str, payload: Any, config: ClassifierConfig,
+              received: float) -> None:
         try:
             message = decode_payload(payload)
             request = parse_request(message, max_inline_bytes=config.max_image_bytes)
             reply_topic = self._reply_topic(request, config)
         except ClassificationError as exc:
             rid = exc.request_id or new_request_id()
-            log.warning("request %s on %s refused: %s", rid, topic, exc)
-            self._send(config.result_topic, ClassificationResult.from_error(exc, rid),
-                       refusal=True)
+            result = ClassificationResult.from_error(exc, rid)
+            self._refused_log.note(f"{rid} on {escape(topic)}: {exc.code.value}: "
+                                   f"{result.error_message}")
+            self._send(config.result_topic, result, refusal=True)
             return
         if not self._accepting.is_set():  # to reply_to, like any answer to a valid request
             self._send(reply_topic, ClassificationResult.failure(
@@ -319,8 +308,8 @@ class ClassifierService:
         if not topic_allowed(request.reply_to, self._publish_policy):
             raise ClassificationError(
                 ErrorCode.INVALID_REQUEST,
-                f"reply_to {request.reply_to!r} is not a topic the classifier may publish to "
-                "(see its accessControl)",
+                f"reply_to {quote(request.reply_to)} is not a topic the classifier may publish "
+                "to (see its accessControl)",
                 request.request_id,
             )
         return request.reply_to
@@ -386,9 +375,9 @@ class ClassifierService:
         return True
 
     def _send_error(self, job: Job, exc: ClassificationError) -> None:
-        log.warning("request %s failed: %s", job.request.request_id, exc)
-        self._send(job.reply_topic,
-                   ClassificationResult.failure(job.request.request_id, exc.code, exc.message))
+        result = ClassificationResult.failure(job.request.request_id, exc.code, exc.message)
+        self._failed_log.note(f"{result.request_id}: {exc.code.value}: {result.error_message}")
+        self._send(job.reply_topic, result)
 
     def _send(self, topic: str, result: ClassificationResult, *, refusal: bool = False) -> None:
         """Queue an answer. ``refusal``: from the IPC callback or the stopping service, so it
