@@ -529,6 +529,8 @@ class ClassifierService:
             log.error("stopped with %d requests unanswered after %.1f s", self._pending,
                       time.monotonic() - started)
         self._stop_threads(0.3)
+        for counter in (self._busy_log, self._refused_log, self._failed_log):
+            counter.flush()  # the counts since their last line
         log.info("stopped after answering %d requests: %d delivered, %d answered, %d "
                  "unanswered, %d publishes failed; at most %d answers were queued and %d IPC "
                  "callbacks waiting", self.answered, self.delivered, self.answered,
