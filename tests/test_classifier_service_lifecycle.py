@@ -122,3 +122,29 @@ def test_a_connection_lost_while_reopening_ends_serve_with_1(make):
     h.on_closed["local/inference"]()
     server.join(5)
     assert result == [1]
+
+
+def test_a_request_topic_that_cannot_be_subscribed_yet_is_retried_not_fatal(make, caplog):
+    h = make()
+    real = h.ipc.subscribe.side_effect
+    attempts = []
+
+    def refused_once(topic, handler, on_error=None, on_closed=None):
+        attempts.append(topic)
+        if len(attempts) == 1:
+            raise IpcError(IpcErrorKind.UNAUTHORIZED, "not allowed yet")
+        return real(topic, handler, on_error, on_closed)
+
+    h.ipc.subscribe.side_effect = refused_once
+    h.config["RequestTopic"] = "other/inference"
+    h.service.apply_config_update()  # must not raise
+    assert "could not reopen the request subscription: UnauthorizedError" in caplog.text
+    server = threading.Thread(target=h.service.serve)
+    server.start()
+    try:
+        assert wait_for(lambda: attempts == ["other/inference"] * 2)
+        h.send({"request_id": "moved", "image_path": "/a.jpg"}, topic="other/inference")
+        h.wait_results(1)
+    finally:
+        h.service.stop()
+        server.join(10)

@@ -186,7 +186,7 @@ class ClassifierService:
             if key in changed:
                 log.warning("%s changed; it takes effect when the component restarts", key)
         if "RequestTopic" in changed:
-            self._subscribe_requests()
+            self._resubscribe(Control.RESUBSCRIBE_REQUESTS)  # on failure: retried, backing off
         model_keys = [key for key in MODEL_KEYS if key in changed]
         if model_keys and not self._load_model() and self.pipeline is not None:
             # refused like an invalid update: the model that works keeps serving
