@@ -94,6 +94,8 @@ class Harness:
         self.ipc.publish_async.side_effect = self._publish_async
         self.ipc.publish_to_iot_core_async.side_effect = self._publish_to_iot_core_async
         self.ipc.quiesce_callbacks.return_value = True
+        self.ipc.discard_undelivered.return_value = 0
+        self.ipc.callback_backlog_peak.return_value = 0
         self.pipeline = pipeline or FakePipeline()
 
         self.loaded_dirs: list[str] = []
