@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ggic.classifier.backends.dlr import dlr_library_for, import_dlr
 from ggic.classifier.backends.dlr_locate import (
     DLR_VENV_ENV,
     REQUIRED_SYMBOLS,
@@ -79,7 +80,7 @@ def test_a_version_mismatch_is_logged(model_dir: Path, tmp_path: Path,
     shutil.copytree(model_dir, model)
     fake_libdlr(model / "libdlr.so", "1.5.0", REQUIRED_SYMBOLS)
     with caplog.at_level(logging.INFO, logger="ggic.classifier.backends.dlr_locate"):
-        dlr = prepare_dlr(model)
+        dlr = prepare_dlr(model, import_dlr, dlr_library_for)
     assert dlr.__version__ == "1.6.0"
     messages = [r.getMessage() for r in caplog.records]
     assert any(f"DLR native library {model / 'libdlr.so'} (version 1.5.0, from the model "

@@ -300,7 +300,8 @@ class DlrBackend(Backend):
         model = ModelDirectory(cls.name, files.directory, files.roles(), signature)
         staged = StagedModel(files)
         try:
-            dlr = prepare_dlr(staged.path)  # imports dlr; logs which libdlr.so, its version
+            # imports dlr; logs which libdlr.so, its version
+            dlr = prepare_dlr(staged.path, import_dlr, dlr_library_for)
             dlr_model = dlr.DLRModel(str(staged.path), "cpu", use_default_dlr=False)
         except DlrUnavailable:
             staged.close()

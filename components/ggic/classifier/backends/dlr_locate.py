@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Callable
 
 from .base import ModelLoadError
 
@@ -99,13 +100,13 @@ def _source(path: Path, resolved: Path, model_dir: Path) -> str:
     return "the dlr package's environment"
 
 
-def locate(dlr: ModuleType, model_dir: str | Path) -> DlrLibrary:
-    """The library ``dlr`` will load for ``model_dir``: DLR's own search, checked."""
-    from .dlr import dlr_library_for  # dlr.py calls this module; only it imports dlr
-
+def locate(dlr: ModuleType, model_dir: str | Path,
+           library_for: Callable[[Path], str]) -> DlrLibrary:
+    """The library ``dlr`` will load for ``model_dir``: DLR's own search (``library_for``,
+    backends/dlr.py's ``dlr_library_for``: only that module imports dlr), checked."""
     model_dir = Path(model_dir)
     try:
-        path = Path(dlr_library_for(model_dir))
+        path = Path(library_for(model_dir))
     except Exception as exc:
         if type(exc).__name__ != "DLRLibraryNotFound":
             raise
@@ -133,17 +134,16 @@ def locate(dlr: ModuleType, model_dir: str | Path) -> DlrLibrary:
     return library
 
 
-def prepare_dlr(model_dir: str | Path) -> ModuleType:
-    """Import ``dlr`` and log which native library it will load for ``model_dir``.
-
-    Raises DlrUnavailable (a ModelLoadError) saying what to deploy when DLR is missing.
+def prepare_dlr(model_dir: str | Path, import_dlr: Callable[[], ModuleType],
+                library_for: Callable[[Path], str]) -> ModuleType:
+    """Import ``dlr`` (with ``import_dlr``) and log which native library it will load for
+    ``model_dir``. Raises DlrUnavailable (a ModelLoadError) saying what to deploy when DLR is
+    missing.
     """
-    from .dlr import import_dlr  # dlr.py calls this module
-
     try:
         dlr = import_dlr()
     except ImportError as exc:
         raise DlrUnavailable(f"the Python package dlr is not installed ({exc}): "
                              f"{what_to_deploy()}") from None
-    log.info("%s", locate(dlr, model_dir).describe())
+    log.info("%s", locate(dlr, model_dir, library_for).describe())
     return dlr
