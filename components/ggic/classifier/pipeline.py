@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -17,13 +18,15 @@ from .decode import decode_image, image_dimensions, is_jpeg
 from .inputs import InputLimits, load_tensor, read_file
 from .model import LoadedModel, ModelInfo
 from .postprocess import scores_from_output, top_k
-from .preprocess import needed_decode_size, preprocess
+from .preprocess import TensorPool, needed_decode_size, preprocessor_for
 
 
 @dataclass
 class PreparedInput:
     tensor: np.ndarray
     timing_ms: dict[str, float] = field(default_factory=dict)
+    #: Gives the tensor back to its pool once the model has consumed it (None: not pooled).
+    release: Callable[[], None] | None = None
 
 
 def _ms(since: float) -> float:
@@ -34,6 +37,9 @@ class ClassificationPipeline:
     def __init__(self, model: LoadedModel, info: ModelInfo) -> None:
         self.model = model
         self.info = info
+        self._preprocessor = preprocessor_for(model.profile)
+        # tensors preprocessing writes into, reused once inference has consumed them
+        self._tensors = TensorPool(self._preprocessor.shape)
 
     @property
     def profile(self):  # noqa: ANN201 - a ModelProfile
@@ -58,9 +64,10 @@ class ClassificationPipeline:
             return PreparedInput(tensor, {"load": _ms(started), "preprocess": 0.0})
         image = self.decode(data, limits, what)
         decoded = time.perf_counter()
-        tensor = preprocess(image, self.profile)
+        tensor = self._preprocessor(image, self._tensors.take())
         return PreparedInput(
-            tensor, {"load": (decoded - started) * 1000.0, "preprocess": _ms(decoded)}
+            tensor, {"load": (decoded - started) * 1000.0, "preprocess": _ms(decoded)},
+            release=lambda: self._tensors.give_back(tensor),
         )
 
     def decode(self, data: bytes, limits: InputLimits, what: str) -> np.ndarray:
@@ -77,6 +84,11 @@ class ClassificationPipeline:
             output = self.model.run(prepared.tensor)
         except Exception as exc:
             raise ClassificationError(ErrorCode.MODEL_ERROR, f"inference failed: {exc}") from exc
+        finally:
+            # the model copied its input; the tensor may now be reused by the next request
+            release, prepared.release = prepared.release, None
+            if release is not None:
+                release()
         prepared.timing_ms["inference"] = _ms(started)
         return scores_from_output(output, self.profile.output)
 
