@@ -48,6 +48,7 @@ from ..messages import (
     parse_request,
     request_id_of,
 )
+from .inference_threads import RUNTIME_DEFAULT, apply_inference_threads
 from .inputs import InputLimits
 from .model import ModelLoadError, load_model
 from .pipeline import ClassificationPipeline, PreparedInput
@@ -79,16 +80,21 @@ def default_model_loader(config: ClassifierConfig) -> ClassificationPipeline:
 
 
 class WarmUp:
-    """A warm-up for the inference thread to run; the loading thread waits for its outcome."""
+    """A warm-up for the inference thread to run; the loading thread waits for its outcome.
+    It also sizes the model's thread pools (InferenceThreads) on that thread, first."""
 
-    def __init__(self, pipeline: ClassificationPipeline) -> None:
+    def __init__(self, pipeline: ClassificationPipeline,
+                 inference_threads: int = RUNTIME_DEFAULT) -> None:
         self.pipeline = pipeline
+        self.inference_threads = inference_threads
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.ms = 0.0
 
     def run(self) -> None:
         try:
+            applied = apply_inference_threads(self.inference_threads)
+            log.info("%s", applied.describe())
             self.ms = self.pipeline.warm_up()
         except Exception as exc:
             self.error = exc
@@ -248,7 +254,7 @@ class ClassifierService:
     def _warm_up(self, pipeline: ClassificationPipeline) -> None:
         """Warm the new model up on the inference thread (the one that will run it), between
         requests; the current model keeps serving until then. Raises ModelLoadError."""
-        warm_up = WarmUp(pipeline)
+        warm_up = WarmUp(pipeline, self.config.inference_threads)
         self._ready.put(warm_up)
         warm_up.done.wait()
         if warm_up.error is not None:
