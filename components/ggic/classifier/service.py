@@ -9,12 +9,12 @@ Threads and queues (no inference and no IPC call ever runs on an IPC callback th
     outbox --one publisher thread--> PublishToTopic (and PublishToIoTCore when enabled)
 
 Decoding the next request overlaps inference of the current one, and the one ``DLRModel`` is
-only ever run by the inference thread, its warm-up included: a model's OpenMP kernels keep a
-thread pool per thread that runs them, and a second pool (say, the main thread's, from a warm-up
-there) oversubscribes the cores, which makes libgomp's barriers sleep instead of spin: inference
-on a 2-core machine took 1.5-1.7x as long. ``pending`` counts messages received and not yet
-answered; on SIGTERM the service unsubscribes, classifies what it accepted for up to
-DRAIN_TIMEOUT_S, answers the rest UNAVAILABLE, and exits 0.
+only ever run by the inference thread, its warm-up included: a model's thread pools (OpenMP's
+team, TVM's pool) belong to the thread that runs it, so the warm-up there sizes them
+(``InferenceThreads``, applied first) and no second pool is left on another thread.
+``pending`` counts messages received and not yet answered; on SIGTERM the service
+unsubscribes, classifies what it accepted for up to DRAIN_TIMEOUT_S, answers the rest
+UNAVAILABLE, and exits 0.
 """
 
 from __future__ import annotations
