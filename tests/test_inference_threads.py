@@ -2,10 +2,10 @@
 thread pool a DLR model can use: OpenMP (our generated kernels) and the TVM runtime's own pool
 inside libdlr.so (Neo/TVM-compiled models).
 
-The probe is a real model directory run by the real libdlr.so: its one kernel reports the size
-of the OpenMP team it gets (``omp_get_num_threads`` inside ``#pragma omp parallel``) and how many
-tasks the TVM runtime's ``TVMBackendParallelLaunch`` (which the runtime hands every kernel
-library that exports ``__TVMBackendParallelLaunch``) runs for "all threads" (num_task 0)."""
+The probe (tests/thread_probe.py) is a real model directory run by the real libdlr.so: its one
+kernel reports the size of the OpenMP team it gets and how many tasks the TVM runtime's
+``TVMBackendParallelLaunch`` runs for "all threads". The last test runs the classifier as a
+process through the real SDK, configured from its recipe."""
 
 from __future__ import annotations
 
@@ -22,54 +22,12 @@ from ggic.classifier.inference_threads import (
 from ggic.classifier.model import load_model
 from ggic.classifier.pipeline import ClassificationPipeline
 from ggic.classifier.profiles import resolve_profile
-from ggic.modelgen.compile import KERNELS_DIR
-from ggic.modelgen.graph import GraphBuilder
-from ggic.modelgen.writer import write_model_dir
-
-PROBE_SOURCE = r"""
-#include <omp.h>
-#include "tvm_abi.h"
-
-typedef struct { void* sync_handle; int32_t num_task; } TVMParallelGroupEnv;
-typedef int (*FTVMParallelLambda)(int task_id, TVMParallelGroupEnv* penv, void* cdata);
-/* filled in by the TVM runtime when it loads this library */
-GGIC_EXPORT int (*__TVMBackendParallelLaunch)(FTVMParallelLambda, void*, int) = NULL;
-
-static int count_task(int task_id, TVMParallelGroupEnv* penv, void* cdata) {
-  (void)task_id; (void)penv;
-  __atomic_fetch_add((int*)cdata, 1, __ATOMIC_SEQ_CST);
-  return 0;
-}
-
-GGIC_KERNEL(ggic_probe_threads) {
-  GGIC_UNUSED_ABI_ARGS();
-  GGIC_EXPECT_ARGS("ggic_probe_threads", 2);
-  float* out = (float*)ggic_data(GGIC_TENSOR(1));
-  int team = 0, tasks = 0;
-#pragma omp parallel
-  {
-#pragma omp atomic
-    team += 1;
-  }
-  if (__TVMBackendParallelLaunch == NULL) tasks = -1;
-  else if (__TVMBackendParallelLaunch(count_task, &tasks, 0) != 0) tasks = -2;
-  out[0] = (float)team;
-  out[1] = (float)tasks;
-  return 0;
-}
-"""
+from thread_probe import counts_from_class_ids, counts_from_logits, write_thread_probe
 
 
 @pytest.fixture(scope="module")
 def probe_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("probe")
-    source = root / "probe.c"
-    source.write_text(PROBE_SOURCE, encoding="utf-8")
-    g = GraphBuilder()
-    data = g.input("data", (1, 224, 224, 3))
-    g.output(g.op("probe0", "ggic_probe_threads", [data], (1, 2)))
-    write_model_dir(root / "model", g, [source], openmp=True, include_dirs=[KERNELS_DIR])
-    return root / "model"
+    return write_thread_probe(tmp_path_factory.mktemp("probe"))
 
 
 @pytest.fixture
@@ -97,8 +55,7 @@ def on_a_new_thread(fn):
 
 
 def probe(model) -> tuple[int, int]:
-    out = model.run(np.zeros(model.input_shape, dtype=np.float32)).reshape(-1)
-    return int(out[0]), int(out[1])
+    return counts_from_logits(model.run(np.zeros(model.input_shape, dtype=np.float32)))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -169,3 +126,63 @@ def test_zero_leaves_the_runtimes_alone(clean_env):
     assert applied.openmp_runtimes == () and "TVM_NUM_THREADS" not in os.environ
     with pytest.raises(ValueError):
         apply_inference_threads(-1)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, 1), ("2", 2)])
+def test_the_classifier_process_runs_its_model_with_the_configured_threads(
+        probe_dir, photos, tmp_path, setting, expected):
+    """Through the real parts: the classifier as a process, configured from its recipe (whose
+    default is used when ``setting`` is None), a request through ggic.local's IPC server and
+    the real SDK client in the component, the probe model through libdlr.so."""
+    import os
+    import queue
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from ggic.local.ipc_server import IpcServer
+
+    repo = Path(__file__).resolve().parents[1]
+    name = "com.custom.ImageClassifier"
+    recipe = yaml.safe_load((repo / "recipes" / f"{name}.yaml").read_text())
+    config = dict(recipe["ComponentConfiguration"]["DefaultConfiguration"])
+    assert config["InferenceThreads"] == "1"  # the default the README documents
+    config.update(ModelDir=str(probe_dir), TopK="2", ScoreThreshold="0",
+                  AllowedImageDirs=[str(photos[0].parent)])
+    if setting is not None:
+        config["InferenceThreads"] = setting
+    server = IpcServer(tmp_path / "ipc.socket")
+    server.register_component(name, configuration=config, access_control=config["accessControl"])
+    server.start()
+    results: queue.Queue = queue.Queue()
+    unsubscribe = server.subscribe("local/result", lambda _topic, message: results.put(message))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "TVM_NUM_THREADS")}
+    env.update(server.component_env(name), PYTHONPATH=str(repo / "components"),
+               PYTHONUNBUFFERED="1")
+    log_path = tmp_path / "classifier.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "ggic", "classifier"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert server.wait_for_state(name, "RUNNING", 60), log_path.read_text()
+        deadline = time.monotonic() + 30  # RUNNING comes just before the subscription
+        while not server.publish("local/inference", {"request_id": "probe-1",
+                                                     "image_path": str(photos[0])}):
+            assert time.monotonic() < deadline, "the classifier never subscribed"
+            time.sleep(0.05)
+        try:
+            result = results.get(timeout=30)
+        except queue.Empty:
+            raise AssertionError(log_path.read_text()) from None
+        assert result["status"] == "ok", result
+        class_ids = [p["class_id"] for p in result["predictions"]]
+        assert counts_from_class_ids(class_ids) == (expected, expected)
+        assert f"InferenceThreads {expected} on thread ggic-inference" in log_path.read_text()
+    finally:
+        process.terminate()
+        process.wait(15)
+        unsubscribe()
+        server.stop()

@@ -76,8 +76,10 @@ def apply_inference_threads(threads: int) -> AppliedThreads:
         return AppliedThreads(threads, (), name)
     if threads < 0:
         raise ValueError(f"InferenceThreads must be 0 or more, got {threads}")
-    # TVM's pool for this thread is sized from the environment when it is first needed
-    os.environ["TVM_NUM_THREADS"] = str(threads)
+    # TVM's pool for this thread is sized from the environment when it is first needed. Set
+    # only when it changes: setenv while other threads read the environment is not safe.
+    if os.environ.get("TVM_NUM_THREADS") != str(threads):
+        os.environ["TVM_NUM_THREADS"] = str(threads)
     applied = []
     for path in loaded_openmp_runtimes():
         try:

@@ -160,6 +160,7 @@ class ClassifierService:
         self.pipeline: ClassificationPipeline | None = None
         self.model_error: str | None = "the model is still loading"
         self._publish_policy: tuple[str, ...] = ()
+        self._inference_threads = RUNTIME_DEFAULT
         self._limits_cache = InputLimits()
         self._work: queue.Queue[Job] = queue.Queue()
         self._ready: queue.Queue[Any] = queue.Queue()
@@ -254,7 +255,7 @@ class ClassifierService:
     def _warm_up(self, pipeline: ClassificationPipeline) -> None:
         """Warm the new model up on the inference thread (the one that will run it), between
         requests; the current model keeps serving until then. Raises ModelLoadError."""
-        warm_up = WarmUp(pipeline, self.config.inference_threads)
+        warm_up = WarmUp(pipeline, self._inference_threads)
         self._ready.put(warm_up)
         warm_up.done.wait()
         if warm_up.error is not None:
@@ -437,6 +438,7 @@ class ClassifierService:
         self._limits_cache = self._limits(self.config)
         self._work.maxsize = self.config.queue_size
         self._ready.maxsize = self.config.workers + 1
+        self._inference_threads = self.config.inference_threads  # restart-only, like Workers
         self._config_sub = self.ipc.subscribe_configuration(
             lambda _key_path: self._control.put("config"))
         self._start_threads()
