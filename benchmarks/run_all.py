@@ -25,9 +25,11 @@ issue #11 with the measured ratio next to each, and writes everything to a JSON 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -103,7 +105,7 @@ def path_source(path: Path) -> ImageSource:
 
 
 def decode_vs_samples(pipeline: ClassificationPipeline, jpegs: dict[str, list[Path]],
-                      runs: int, budget_s: float = 4.0) -> dict[str, Any]:
+                      runs: int, budget_s: float = 3.0) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, paths in jpegs.items():
         ratios, ours_ms, samples_ms = [], [], []
@@ -194,6 +196,17 @@ def run_torch(net: Any, x: Any) -> Any:
         return net(x)
 
 
+def passive_wait_child(runs: int, cache: Path) -> dict[str, Any]:
+    """2 threads with OMP_WAIT_POLICY=PASSIVE (read when libgomp loads: a child process)."""
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    done = subprocess.run([sys.executable, __file__, "--passive-child", "--runs", str(runs),
+                           "--cache", str(cache)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    if done.returncode != 0:
+        return {"skipped": f"the child failed: {done.stderr[-500:]}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def torch_comparison(pipeline: ClassificationPipeline, runs: int) -> dict[str, Any]:
     try:
         import torch
@@ -233,12 +246,16 @@ def torch_comparison(pipeline: ClassificationPipeline, runs: int) -> dict[str, A
 
 
 def sequential_images_per_s(worker: ModelThread, pipeline: ClassificationPipeline,
-                            images: list[Path], count: int) -> float:
+                            images: list[Path], count: int, budget_s: float = 8.0) -> float:
+    """Images per second of a loop classifying ``count`` images (fewer if it takes longer
+    than ``budget_s``: the rate is what matters) on ``worker``'s thread."""
     def loop() -> float:
         started = time.perf_counter()
-        for index in range(count):
-            pipeline.classify(path_source(images[index % len(images)]), LIMITS, 5, 0.0)
-        return count / (time.perf_counter() - started)
+        done = 0
+        while done < count and (done < 3 or time.perf_counter() - started < budget_s):
+            pipeline.classify(path_source(images[done % len(images)]), LIMITS, 5, 0.0)
+            done += 1
+        return done / (time.perf_counter() - started)
 
     return worker.call(loop)
 
@@ -248,6 +265,9 @@ def service_figures(name: str, model_dir: Path, images: list[Path], runs: int,
     threads = int(recipe_defaults().get("InferenceThreads", 0))
     worker = ModelThread(f"bench-sequential-{name}", lambda: apply_inference_threads(threads))
     pipeline = pipeline_on(worker, model_dir)
+    # for comparison only: the same loop with the runtimes' default threads (all CPUs)
+    all_cpus = ModelThread(f"bench-sequential-{name}-default", lambda: apply_inference_threads(0))
+    all_cpus.call(pipeline.warm_up)
     service = ClassifierUnderTest(model_dir, images[0].parent, clients=4)
     out: dict[str, Any] = {"inference_threads": threads}
     try:
@@ -263,20 +283,27 @@ def service_figures(name: str, model_dir: Path, images: list[Path], runs: int,
         per_client = 20 if name == "lite0" else 40
         sequential_images_per_s(worker, pipeline, images, 10)  # warm the caches
         pipelined_images_per_s(service, images, 3)
-        service_rates, loop_rates, ratios = [], [], []
+        service_rates, loop_rates, default_rates, ratios, default_ratios = [], [], [], [], []
         for _run in range(runs):
             service_rates.append(pipelined_images_per_s(service, images, per_client))
             loop_rates.append(sequential_images_per_s(worker, pipeline, images, 4 * per_client))
+            default_rates.append(sequential_images_per_s(all_cpus, pipeline, images,
+                                                         4 * per_client))
             ratios.append(service_rates[-1] / loop_rates[-1])
+            default_ratios.append(service_rates[-1] / default_rates[-1])
         out["service_images_per_s"] = median_of_runs(service_rates)
         out["sequential_images_per_s"] = median_of_runs(loop_rates)
         out["throughput_ratio"] = median_of_runs(ratios)
+        out["sequential_default_threads_images_per_s"] = median_of_runs(default_rates)
+        out["throughput_ratio_vs_default_threads"] = median_of_runs(default_ratios)
         log(f"  {name}: 4 pipelined clients {statistics.median(service_rates):.1f} images/s, "
-            f"sequential loop {statistics.median(loop_rates):.1f}: "
-            f"{statistics.median(ratios):.2f}x")
+            f"sequential loop {statistics.median(loop_rates):.1f} (InferenceThreads "
+            f"{threads}): {statistics.median(ratios):.2f}x; sequential loop with all CPUs "
+            f"{statistics.median(default_rates):.1f}: {statistics.median(default_ratios):.2f}x")
     finally:
         service.close()
         worker.close()
+        all_cpus.close()
         pipeline.close()
     return out
 
@@ -337,12 +364,40 @@ def markdown(results: dict[str, Any]) -> str:
             f"{entry['quiet']['p99']:.1f} ms | {entry['hog']['median']:.1f} ms "
             f"({entry['median_ratio']['median']:.2f}x) | {entry['hog']['p99']:.1f} ms "
             f"({entry['p99_ratio']['median']:.2f}x) |")
+    passive = results["figures"].get("inference_2_passive", {})
+    if "quiet" in passive:
+        lines.append(
+            f"| InferenceThreads 2, `OMP_WAIT_POLICY=PASSIVE` (separate process) | "
+            f"{passive['quiet']['median']:.1f} ms | {passive['quiet']['p99']:.1f} ms | "
+            f"{passive['hog']['median']:.1f} ms ({passive['median_ratio']['median']:.2f}x) | "
+            f"{passive['hog']['p99']:.1f} ms ({passive['p99_ratio']['median']:.2f}x) |")
     lines += ["", "| decode + preprocess | ours (median) | samples' imread + resize | ratio |",
               "|---|---|---|---|"]
     for key, entry in results["figures"].get("decode_vs_samples", {}).items():
         lines.append(f"| {key} JPEG | {entry['ours_ms']['median']:.2f} ms | "
                      f"{entry['samples_ms']['median']:.2f} ms | "
                      f"{entry['ratio']['median']:.2f}x |")
+    service = results["figures"].get("service", {})
+    if service:
+        lines += ["", "| classifier process, 640x480 JPEGs | 4 pipelined clients | sequential "
+                  "loop, same InferenceThreads | sequential loop, all CPUs |",
+                  "|---|---|---|---|"]
+        for name, entry in service.items():
+            if "throughput_ratio" not in entry:
+                continue
+            lines.append(
+                f"| {name} | {entry['service_images_per_s']['median']:.0f} images/s | "
+                f"{entry['sequential_images_per_s']['median']:.0f} images/s "
+                f"({entry['throughput_ratio']['median']:.2f}x) | "
+                f"{entry['sequential_default_threads_images_per_s']['median']:.0f} images/s "
+                f"({entry['throughput_ratio_vs_default_threads']['median']:.2f}x) |")
+        lite0 = service.get("lite0", {})
+        if "overhead_ms" in lite0:
+            lines += ["", f"One request at a time (Lite0): round trip median "
+                      f"{lite0['round_trip_ms']['median']:.1f} ms, of which inference "
+                      f"{lite0['service_inference_ms']['median']:.1f} ms; overhead beyond the "
+                      f"model median {lite0['overhead_ms']['median']:.1f} ms, p99 "
+                      f"{lite0['overhead_ms']['p99']:.1f} ms."]
     torch_entry = results["figures"].get("torch", {})
     if "ratio" in torch_entry:
         theirs, ours = torch_entry["torch_ms"]["median"], torch_entry["ours_ms"]["median"]
@@ -362,7 +417,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the README's table from a results file and exit")
     parser.add_argument("--skip-service", action="store_true",
                         help="leave out the measurements through the classifier process")
+    parser.add_argument("--passive-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.passive_child:
+        thread = ModelThread("bench-passive")
+        pipeline = pipeline_on(thread, models(args.cache)["lite0"])
+        with contextlib.redirect_stdout(sys.stderr):
+            figures = inference_under_load(pipeline, [2], max(3, args.runs))
+        print(json.dumps(figures["2"]))
+        return 0
     if args.markdown is not None:
         print(markdown(json.loads(args.markdown.read_text())))
         return 0
@@ -380,6 +443,15 @@ def main(argv: list[str] | None = None) -> int:
         figures["decode_vs_samples"] = decode_vs_samples(lite0, jpegs, runs)
         log("inference, quiet and next to one busy-loop process:")
         figures["inference"] = inference_under_load(lite0, [1, 2], runs)
+        log("  (2 threads with OMP_WAIT_POLICY=PASSIVE, in a child process:)")
+        passive = figures["inference_2_passive"] = passive_wait_child(runs, args.cache)
+        if "quiet" in passive:
+            log(f"  Lite0 inference, 2 threads, PASSIVE: quiet median "
+                f"{passive['quiet']['median']:.2f} ms p99 {passive['quiet']['p99']:.2f}; next "
+                f"to a CPU hog median {passive['hog']['median']:.2f} ms p99 "
+                f"{passive['hog']['p99']:.2f}")
+        else:
+            log(f"  {passive.get('skipped')}")
         figures["torch"] = torch_comparison(lite0, runs)
         if "skipped" in figures["torch"]:
             log(f"  PyTorch: {figures['torch']['skipped']}")
