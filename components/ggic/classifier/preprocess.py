@@ -168,6 +168,10 @@ _PREPROCESSORS_LOCK = threading.Lock()
 
 def preprocessor_for(profile: ModelProfile) -> Preprocessor:
     """The (cached) :class:`Preprocessor` of a completed profile."""
+    try:
+        hash(profile)
+    except TypeError:  # a profile built by hand with a list somewhere: not cacheable
+        return Preprocessor(profile)
     with _PREPROCESSORS_LOCK:
         found = _PREPROCESSORS.get(profile)
         if found is None:
