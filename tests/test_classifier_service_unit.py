@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ggic.classifier.pipeline import PreparedInput
+from ggic.classifier.pipeline import ModelRun, PreparedInput
 from ggic.classifier.service import ClassifierService
 from ggic.ipc import IpcClient, IpcError
 from ggic.messages import ClassificationError, ErrorCode, Prediction
@@ -60,14 +60,13 @@ class FakePipeline:
             raise ClassificationError(ErrorCode.IMAGE_NOT_FOUND, f"{source.path} does not exist")
         return PreparedInput(np.zeros(1), {"load": 1.0, "preprocess": 1.0})
 
-    def infer(self, prepared) -> np.ndarray:
+    def run_model(self, prepared) -> ModelRun:
         with self.lock:
             self.infer_threads.append(threading.current_thread().name)
             self.events.append("infer")
         if self.infer_gate is not None:
             assert self.infer_gate.wait(10), "test gate never opened"
-        prepared.timing_ms["inference"] = 1.0
-        return np.array([0.1, 0.6, 0.3])
+        return ModelRun(np.array([0.1, 0.6, 0.3]), 1.0)
 
     def predictions(self, scores, k, threshold) -> list[Prediction]:
         order = np.argsort(-scores)[:k]

@@ -26,7 +26,8 @@ def pipeline(tmp_path_factory) -> ClassificationPipeline:
 
 
 def scores_alone(pipeline, photo) -> np.ndarray:
-    return pipeline.infer(pipeline.prepare(ImageSource(SourceKind.PATH, path=str(photo)), LIMITS))
+    prepared = pipeline.prepare(ImageSource(SourceKind.PATH, path=str(photo)), LIMITS)
+    return pipeline.run_model(prepared).scores
 
 
 def test_inputs_prepared_ahead_keep_their_own_tensors(pipeline, photos, jpeg_photos):
@@ -39,17 +40,17 @@ def test_inputs_prepared_ahead_keep_their_own_tensors(pipeline, photos, jpeg_pho
         tensors = {id(p.tensor) for p in prepared}
         assert len(tensors) == len(images)  # no two queued inputs share a tensor
         for want, item in zip(alone, prepared):
-            assert np.array_equal(pipeline.infer(item), want)
+            assert np.array_equal(pipeline.run_model(item).scores, want)
             assert item.release is None  # given back exactly once
 
 
 def test_tensors_are_reused_once_inference_consumed_them(pipeline, photos):
     first = pipeline.prepare(ImageSource(SourceKind.PATH, path=str(photos[0])), LIMITS)
     kept = first.tensor
-    pipeline.infer(first)
+    pipeline.run_model(first)
     second = pipeline.prepare(ImageSource(SourceKind.PATH, path=str(photos[1])), LIMITS)
     assert second.tensor is kept  # steady state: no new allocation
-    pipeline.infer(second)
+    pipeline.run_model(second)
 
 
 def test_a_failed_inference_gives_its_tensor_back(pipeline, photos):
@@ -62,7 +63,7 @@ def test_a_failed_inference_gives_its_tensor_back(pipeline, photos):
     pipeline.model.run = failing_run
     try:
         with pytest.raises(Exception, match="kernel failed"):
-            pipeline.infer(prepared)
+            pipeline.run_model(prepared)
     finally:
         pipeline.model.run = real_run
     assert prepared.release is None
