@@ -20,6 +20,11 @@ issue #11 with the measured ratio next to each, and writes everything to a JSON 
    EfficientNet-Lite0 and on a tiny model, both with the recipe's InferenceThreads;
 4. EfficientNet-Lite0 inference (``model.run``) with 1 and 2 threads, on a quiet machine and next
    to one busy-loop process; and PyTorch's time for the same network where torch is installed.
+
+Run it on an otherwise idle machine: where other jobs keep every CPU busy, "quiet" only means
+"without our hog", and the kernel's per-thread CPU shares favour whatever runs more threads
+(the classifier process beside this one, 2 inference threads beside 1), so the ratios say more
+about the other jobs than about the classifier.
 """
 
 from __future__ import annotations
