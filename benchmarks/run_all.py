@@ -96,8 +96,8 @@ def models(cache: Path) -> dict[str, Path]:
 
 
 def pipeline_on(thread: ModelThread, model_dir: Path) -> ClassificationPipeline:
-    model, info = load_model(model_dir, resolve_profile("auto"), warm_up=False)
-    pipeline = ClassificationPipeline(model, info)
+    model = load_model(model_dir, resolve_profile("auto"), warm_up=False)
+    pipeline = ClassificationPipeline(model)
     thread.call(pipeline.warm_up)
     return pipeline
 

@@ -60,7 +60,7 @@ def probe(model) -> tuple[int, int]:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_setting_sizes_both_pools_on_the_inference_thread(probe_dir, clean_env, threads):
-    model, _info = load_model(probe_dir, resolve_profile("auto"), warm_up=False)
+    model = load_model(probe_dir, resolve_profile("auto"), warm_up=False)
     try:
         def run():
             applied = apply_inference_threads(threads)
@@ -81,7 +81,7 @@ def test_without_the_setting_the_runtimes_pick_their_own(probe_dir, clean_env):
     cpus = os.cpu_count() or 1
     if cpus < 2:
         pytest.skip("needs 2 or more CPUs")
-    model, _info = load_model(probe_dir, resolve_profile("auto"), warm_up=False)
+    model = load_model(probe_dir, resolve_profile("auto"), warm_up=False)
     try:
         team, tasks = on_a_new_thread(lambda: probe(model))
         assert team == cpus and team != tasks
@@ -92,8 +92,8 @@ def test_without_the_setting_the_runtimes_pick_their_own(probe_dir, clean_env):
 def test_the_service_warm_up_applies_it_on_the_inference_thread(probe_dir, clean_env):
     from ggic.classifier.service import WarmUp
 
-    model, info = load_model(probe_dir, resolve_profile("auto"), warm_up=False)
-    pipeline = ClassificationPipeline(model, info)
+    model = load_model(probe_dir, resolve_profile("auto"), warm_up=False)
+    pipeline = ClassificationPipeline(model)
     try:
         def run():
             warm_up = WarmUp(pipeline, inference_threads=1)
@@ -186,3 +186,16 @@ def test_the_classifier_process_runs_its_model_with_the_configured_threads(
         process.wait(15)
         unsubscribe()
         server.stop()
+
+
+def test_the_models_backend_gets_the_count_too(clean_env):
+    """Backends whose library has its own pool (ONNX Runtime) size it in set_threads."""
+    calls = []
+
+    class Backend:
+        def set_threads(self, count):
+            calls.append(count)
+
+    apply_inference_threads(2, Backend())
+    apply_inference_threads(0, Backend())  # the runtimes' defaults: nothing to set
+    assert calls == [2]

@@ -27,8 +27,8 @@ from ggic.modelgen.testnets import write_neo_like
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory) -> ClassificationPipeline:
     net = write_neo_like(tmp_path_factory.mktemp("stages") / "vgg", seed=3)
-    return ClassificationPipeline(*load_model(net.model_dir, resolve_profile("neo-vgg16"),
-                                              str(net.labels_path)))
+    return ClassificationPipeline(load_model(net.model_dir, resolve_profile("neo-vgg16"),
+                                             str(net.labels_path)))
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ LIMITS = InputLimits()
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory) -> ClassificationPipeline:
     net = write_modelstore_like(tmp_path_factory.mktemp("net") / "modelstore")
-    return ClassificationPipeline(*load_model(net.model_dir, resolve_profile("auto")))
+    return ClassificationPipeline(load_model(net.model_dir, resolve_profile("auto")))
 
 
 def scores_alone(pipeline, photo) -> np.ndarray:

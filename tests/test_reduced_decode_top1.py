@@ -28,7 +28,7 @@ SIZES = ((640, 480), (1920, 1080), (4032, 3024), (1920, None), (4032, None))
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory) -> ClassificationPipeline:
     model = build_demo_model(tmp_path_factory.mktemp("demo") / "efficientnet-lite0")
-    return ClassificationPipeline(*load_model(model.directory, resolve_profile("auto")))
+    return ClassificationPipeline(load_model(model.directory, resolve_profile("auto")))
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ A compiled DLR model parallelises with one of two thread pools, and both are per
   ``omp_set_num_threads(n)`` called *on the inference thread* sets the size of the teams that
   thread starts, whenever libgomp was loaded; ``OMP_NUM_THREADS`` is read only once, when
   libgomp loads, so it is not enough on its own.
+- **a library's own pool** (ONNX Runtime's intra-op threads): the backend's ``set_threads``.
 - **TVM's own pool** (models compiled by SageMaker Neo / TVM, run by the TVM runtime inside
   ``libdlr.so``): each thread that runs a model gets its own pool when it first launches
   parallel work, sized by ``TVM_NUM_THREADS`` (else ``OMP_NUM_THREADS``, else half the logical
@@ -30,6 +31,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +70,18 @@ def loaded_openmp_runtimes(maps: str = "/proc/self/maps") -> list[str]:
     return found
 
 
-def apply_inference_threads(threads: int) -> AppliedThreads:
+def apply_inference_threads(threads: int, backend: Any = None) -> AppliedThreads:
     """Make the calling thread's model inference use ``threads`` threads (0: leave the
-    runtimes' defaults). Call on the inference thread once the model is loaded."""
+    runtimes' defaults). Call on the inference thread once the model is loaded; ``backend``
+    (the model's :class:`~.backends.base.Backend`) also gets the count through its own
+    ``set_threads`` (ONNX Runtime's intra-op pool, for one)."""
     name = threading.current_thread().name
     if threads == RUNTIME_DEFAULT:
         return AppliedThreads(threads, (), name)
     if threads < 0:
         raise ValueError(f"InferenceThreads must be 0 or more, got {threads}")
+    if backend is not None:
+        backend.set_threads(threads)
     # TVM's pool for this thread is sized from the environment when it is first needed. Set
     # only when it changes: setenv while other threads read the environment is not safe.
     if os.environ.get("TVM_NUM_THREADS") != str(threads):

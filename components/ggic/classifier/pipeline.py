@@ -20,7 +20,7 @@ from ..messages import ClassificationError, ErrorCode, ImageSource, Prediction, 
 from .decode import decode_image
 from .formats import ImageFormat, ImageProbe, probe_image
 from .inputs import InputLimits, load_tensor, read_file
-from .model import LoadedModel, ModelInfo
+from .model import LoadedModel
 from .postprocess import scores_from_output, top_k
 from .preprocess import TensorPool, needed_decode_size, preprocessor_for
 
@@ -68,12 +68,16 @@ def _ms(since: float) -> float:
 
 
 class ClassificationPipeline:
-    def __init__(self, model: LoadedModel, info: ModelInfo) -> None:
+    def __init__(self, model: LoadedModel) -> None:
         self.model = model
-        self.info = info
         self._preprocessor = preprocessor_for(model.profile)
         # tensors preprocessing writes into, reused once the model has consumed them
         self._tensors = TensorPool(self._preprocessor.shape)
+
+    @property
+    def info(self) -> LoadedModel:
+        """The loaded model (its ``summary()`` is a result's ``model`` field)."""
+        return self.model
 
     @property
     def profile(self):  # noqa: ANN201 - a ModelProfile

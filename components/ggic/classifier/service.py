@@ -60,7 +60,7 @@ from .topic_policy import publish_resources, topic_allowed
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR_ENV = "GGIC_DEFAULT_MODEL_DIR"
-MODEL_KEYS = ("ModelDir", "ModelProfile", "LabelsPath")
+MODEL_KEYS = ("ModelDir", "ModelProfile", "LabelsPath", "Backend")
 #: How long a stopping service goes on classifying the requests it accepted.
 DRAIN_TIMEOUT_S = 4.0  # Greengrass sends SIGKILL 5 s after SIGTERM
 #: Past the drain time, what is still queued is answered UNAVAILABLE; this much more is allowed
@@ -76,9 +76,9 @@ def default_model_loader(config: ClassifierConfig) -> ClassificationPipeline:
     the recipe sets to the ModelStore model copied for this platform). Not warmed up: the
     service does that on its inference thread."""
     model_dir = config.model_dir or os.environ.get(DEFAULT_MODEL_DIR_ENV, "")
-    model, info = load_model(model_dir, resolve_profile(config.model_profile),
-                             config.labels_path, warm_up=False)
-    return ClassificationPipeline(model, info)
+    return ClassificationPipeline(load_model(
+        model_dir, resolve_profile(config.model_profile), config.labels_path,
+        backend=config.backend, warm_up=False))
 
 
 class WarmUp:
@@ -95,7 +95,9 @@ class WarmUp:
 
     def run(self) -> None:
         try:
-            applied = apply_inference_threads(self.inference_threads)
+            model = getattr(self.pipeline, "model", None)
+            applied = apply_inference_threads(self.inference_threads,
+                                              getattr(model, "backend", None))
             log.info("%s", applied.describe())
             self.ms = self.pipeline.warm_up()
         except Exception as exc:

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..classifier.backends.base import ModelLoadError
+from ..classifier.backends.dlr import ModelFiles, find_model_files, read_signature
 from ..classifier.labels import LabelsError, load_labels
-from ..classifier.model_files import ModelFiles, ModelLoadError, find_model_files, read_signature
 from ..gdk_build import BUILD_DIR, BUILD_URI_PREFIX, write_recipe
 from .neo import GreengrassPlatform
 from .safe_tar import safe_extract
