@@ -341,6 +341,12 @@ class ClassifierConfig:
         "IoTCoreTopic", "ml/dlr/image-classification", as_str, topic_name,
         doc="IoT Core topic for results when PublishToIoTCore is true.",
     )
+    update_deferral_timeout: float = setting(
+        "UpdateDeferralTimeout", 30.0, as_float, in_range(0.0, 3600.0),
+        doc="Seconds a deployment that would stop the classifier is deferred "
+        "(DeferComponentUpdate) "
+        "while requests it accepted are still unanswered; 0: never deferred.",
+    )
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ from ..messages import (
 )
 from ..rate_limited_log import RateLimitedCounter
 from .control import Control, Reopening
+from .deployment_hooks import DeploymentHooks
 from .inputs import InputLimits
 from .model import ModelLoadError, load_model
 from .pipeline import ClassificationPipeline, result_timing
@@ -124,7 +125,7 @@ class ClassifierService:
         self._work: queue.Queue[WorkItem] = queue.Queue()
         self._ready: queue.Queue[ReadyItem] = queue.Queue()
         self._publisher = Publisher(ipc, self._answered)
-        self._control: queue.Queue[Control] = queue.Queue()
+        self._control: queue.Queue[Any] = queue.Queue()  # Control, deployment_hooks events
         self._stop = threading.Event()
         self._accepting = threading.Event()
         self._drain_deadline: float | None = None
@@ -134,6 +135,8 @@ class ClassifierService:
         self._request_sub: Subscription | None = None
         self._config_sub: Subscription | None = None
         self._reopening = Reopening(*RESUBSCRIBE_BACKOFF_S)
+        self._hooks = DeploymentHooks(ipc, self.overrides, lambda: self._pending,
+                                      lambda: self.config, self._control.put)
         self.connection_lost = False
         self._delivery_closed = False  # the owed limit no longer holds callbacks back
         self.delivered = 0
@@ -421,6 +424,7 @@ class ClassifierService:
         self._work.maxsize = self.config.queue_size
         self._ready.maxsize = self.config.workers + 1
         self._subscribe_config()
+        self._hooks.subscribe()  # deployment-time validation and update deferral
         self._start_threads()
         loaded = self._load_model()
         self._accepting.set()
@@ -470,6 +474,7 @@ class ClassifierService:
             self._resubscribe(which)
         if Control.CONFIG in events:
             self.apply_config_update()
+        self._hooks.handle(events)
 
     def _resubscribe(self, which: Control) -> None:
         try:
@@ -504,7 +509,7 @@ class ClassifierService:
             self._stop_threads(0.5)
             return
         log.info("stopping: no new requests; answering the ones delivered")
-        for sub in (self._request_sub, self._config_sub):
+        for sub in (self._request_sub, self._config_sub, *self._hooks.subscriptions):
             if sub is not None:
                 sub.close(timeout=0.5)
         # what the SDK received before the unsubscribe is delivered now (answered UNAVAILABLE)
