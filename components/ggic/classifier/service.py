@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..cloudwatch_metrics import MetricsPublisher, MetricsSettings  # metrics (issue 12)
 from ..config import (
     ClassifierConfig,
     ConfigError,
@@ -49,6 +50,7 @@ from ..messages import (
     request_id_of,
 )
 from .inputs import InputLimits
+from .metrics import ClassifierMetrics  # metrics (issue 12)
 from .model import ModelLoadError, load_model
 from .pipeline import ClassificationPipeline, PreparedInput
 from .profiles import resolve_profile
@@ -171,6 +173,9 @@ class ClassifierService:
         self._busy_log = RateLimitedCounter(
             "refused %d requests as BUSY in the last %.0f s: the queue (QueueSize) was full; "
             "raise QueueSize or Workers, or send fewer requests")
+        self.metrics = ClassifierMetrics(self._work.qsize)  # metrics (issue 12)
+        self._metrics_publisher = MetricsPublisher(  # metrics (issue 12)
+            self.ipc.publish, self.metrics.take, lambda: MetricsSettings.of(self.config))
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -224,6 +229,7 @@ class ClassifierService:
         """Load and warm up the configured model; it replaces the current one only once it is
         ready. If it can't load and no model serves yet: ERRORED (requests get MODEL_ERROR);
         if one serves already, it keeps serving and the failure is only logged."""
+        load_started = time.perf_counter()  # metrics (issue 12)
         current = self.pipeline
         current_name = current.info.summary().get("name", "?") if current is not None else ""
         try:
@@ -241,6 +247,8 @@ class ClassifierService:
         if current is not None:
             log.info("the new model takes over from %s", current_name)
         self.pipeline = pipeline
+        self.metrics.record_model_load(  # metrics (issue 12)
+            (time.perf_counter() - load_started) * 1000.0, pipeline.info.summary().get("name", "?"))
         self.model_error = None
         self._report_state("RUNNING")
         return True
@@ -382,6 +390,7 @@ class ClassifierService:
     def _send(self, topic: str, result: ClassificationResult) -> None:
         config = self.config
         iot_topic = config.iot_core_topic if config.publish_to_iot_core else None
+        self.metrics.record_result(result)  # metrics (issue 12)
         self._outbox.put(Outgoing(topic, result, iot_topic))
 
     def _publisher(self) -> None:
@@ -434,6 +443,7 @@ class ClassifierService:
         self._config_sub = self.ipc.subscribe_configuration(
             lambda _key_path: self._control.put("config"))
         self._start_threads()
+        self._metrics_publisher.start()  # metrics (issue 12)
         self._load_model()
         self._accepting.set()
         self._subscribe_requests()
@@ -482,6 +492,7 @@ class ClassifierService:
         self._outbox.put(_STOP)
         for thread in self._threads:
             thread.join(timeout=5)
+        self._metrics_publisher.stop()  # metrics (issue 12): publishes the last interval
         log.info("stopped after answering %d requests", self.answered)
 
     def wait_idle(self, timeout: float) -> bool:
