@@ -35,6 +35,7 @@ from test_components_ipc import (
     REQUESTER,
     Results,
     component_env,
+    recipe_defaults,
     register_from_recipe,
 )
 
@@ -294,3 +295,37 @@ def test_an_mjpeg_stream_is_classified_and_survives_going_away_and_coming_back(w
     results = [r for r in taken(world["results"]) if r["request_id"].startswith("mjpeg-")]
     assert results and all(r["status"] == "ok" for r in results)
     json.dumps(results)
+
+
+def test_only_changes_are_published_to_the_changes_topic(world):
+    """ChangesTopic: one message per change of the top-1 label (or of its presence), matched
+    to the frame where it happened; none for frames that repeat the scene."""
+    frames = photo_frames(world["photos"][:3], 3) + photo_frames(world["photos"][:1], 3)
+    video = write_video(world["root"] / "changes.avi", frames, fps=30)
+    acl = recipe_defaults(REQUESTER)["accessControl"]
+    acl = {"aws.greengrass.ipc.pubsub": {
+        **acl["aws.greengrass.ipc.pubsub"],
+        "com.custom.requester:pubsub:changes": {
+            "operations": ["aws.greengrass#PublishToTopic"], "resources": ["stream/changes"]}}}
+    changes = Results(world["server"], "stream/changes")
+    try:
+        done, log = run_stream_requester(world, "changes", Source=str(video),
+                                         VideoRealTime="false", ChangesTopic="stream/changes",
+                                         ChangeThreshold="0.0001", accessControl=acl)
+        assert done.returncode == 0, log
+        pipeline = world["pipeline"]
+        labels = []
+        for frame in read_video(video):
+            data = encode_frame(frame, FrameFormat.BMP)
+            top, _ = pipeline.classify(ImageSource(SourceKind.INLINE, data=data),
+                                       InputLimits(), 1, 0.0)
+            labels.append(top[0].label)
+        expected = [(i + 1, label) for i, label in enumerate(labels)
+                    if i == 0 or labels[i - 1] != label]
+        assert len(expected) >= 2  # the scenes differ (else this test proves nothing)
+        got = sorted((m["frame"], m["label"]) for m in changes.take(len(expected), timeout=10))
+        assert got == expected
+        time.sleep(0.5)
+        assert changes.queue.empty()  # nothing for the frames that repeat a scene
+    finally:
+        changes.unsubscribe()
