@@ -267,3 +267,38 @@ def test_the_stream_requesters_metrics_reach_the_stand_in(world):
     assert stream_sums("FramesSent") == counts["sent"]
     assert stream_sums("FramesDropped") == counts["dropped"]
     assert stream_sums("Results") == counts["results"]
+
+
+def test_the_stand_in_deploys_under_ggic_local_and_records_and_refuses(tmp_path, capsys):
+    """The stand-in as `ggic local` runs it: deployed from its written recipe (Run script,
+    {kernel:rootPath} and {configuration:/…} interpolation, its accessControl), it records a
+    valid message and answers an invalid one on the status topic; `ggic local metrics`
+    prints them."""
+    from ggic.local.deployment import DeploymentRequest
+    from test_local_runtime_helpers import fast_runtime, run_ggic
+
+    write_cloudwatch_stand_in(tmp_path / "stand-in")
+    with fast_runtime(tmp_path / "root") as runtime:
+        record = runtime.deploy(DeploymentRequest(
+            recipe_dir=tmp_path / "stand-in" / "recipes",
+            merge={CLOUDWATCH_COMPONENT: "3.0.0"}), 30)
+        assert record.status == "SUCCEEDED", record.error
+        statuses: list = []
+        runtime.subscribe("cloudwatch/metric/put/status", lambda _t, m: statuses.append(m))
+        assert wait_until(lambda: runtime.server.subscription_count() >= 2)
+        good = metric_message("ggic", Metric("Requests", 3, Unit.COUNT, (("Status", "ok"),)),
+                              time.time())
+        bad = {"request": {"namespace": "ggic", "metricData": {"metricName": "X",
+                                                               "value": "three"}}}
+        runtime.publish("cloudwatch/metric/put", good)
+        runtime.publish("cloudwatch/metric/put", bad)
+        path = runtime.root / "logs" / "cloudwatch.jsonl"
+        assert wait_until(lambda: len(read_records(path)) == 2), runtime.log_path(
+            CLOUDWATCH_COMPONENT).read_text()
+        assert [r["valid"] for r in read_records(path)] == [True, False]
+        assert wait_until(lambda: statuses)
+        assert statuses[0]["response"]["status"] == "fail"
+        assert "value must be a number" in statuses[0]["response"]["error_message"]
+    assert run_ggic(["local", "metrics", "--root", str(tmp_path / "root")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("ggic Requests 3 Count [Status=ok]") and out[1].startswith("INVALID")
