@@ -28,6 +28,7 @@ import os
 import platform
 import queue
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -160,9 +161,7 @@ class Stream:
         self.classifier.wait(30)
         self.log.close()
         self.server.stop()
-        for path in self.frames_dir.glob("**/*"):
-            if path.is_file():
-                path.unlink()
+        shutil.rmtree(self.frames_dir, ignore_errors=True)
 
 
 def main() -> None:

@@ -329,3 +329,32 @@ def test_only_changes_are_published_to_the_changes_topic(world):
         assert changes.queue.empty()  # nothing for the frames that repeat a scene
     finally:
         changes.unsubscribe()
+
+
+def test_loop_video_starts_again_at_the_end_until_stopped(world, tmp_path):
+    video = write_video(world["root"] / "loop.avi", photo_frames(world["photos"][:1], 5),
+                        fps=100)
+    server = world["server"]
+    register_from_recipe(server, REQUESTER, Source=str(video), LoopVideo="true",
+                         FrameDirectory=str(world["root"] / "frames"), StreamName="loop",
+                         MetricsInterval="0", ResultTimeout="20")
+    log_path = tmp_path / "requester.log"
+    with open(log_path, "w") as log_file:
+        requester = subprocess.Popen([sys.executable, "-m", "ggic", "requester"],
+                                     env=component_env(server, REQUESTER), stdout=log_file,
+                                     stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and requester.poll() is None:
+                if log_path.read_text().count("capture->result") >= 8:  # 5 frames a round
+                    break
+                time.sleep(0.1)
+            assert requester.poll() is None, log_path.read_text()  # it did not finish
+            requester.send_signal(signal.SIGTERM)
+            assert requester.wait(10) == 0
+        finally:
+            if requester.poll() is None:
+                requester.kill()
+    counts = summary_counts(log_path.read_text())
+    assert counts["captured"] > 5 and counts["results"] >= 8, counts  # more than one round
+    assert "ended" not in log_path.read_text()
