@@ -15,6 +15,7 @@ from ggic.requester.stream import (
     ChangeDetector,
     Frame,
     InFlight,
+    format_frame_result,
     parse_frame_id,
     request_id_for,
 )
@@ -89,3 +90,11 @@ def test_request_ids_carry_the_frame_and_its_capture_time():
     assert rid == "cam_2-42-1764601325123"
     assert parse_frame_id(rid) == ("cam_2", 42, 1764601325123)
     assert parse_frame_id("0f3c9a") is None
+
+
+def test_a_result_is_one_log_line_whatever_its_text():
+    frame = Frame(7, time.time(), time.monotonic(), 0)
+    line = format_frame_result(frame, ClassificationResult.failure(
+        "cam-7-1", "MODEL_ERROR", "bad\nFAKE INFO line" + "x" * 1000), 12.34)
+    assert "\n" not in line and "bad\\nFAKE" in line and len(line) < 400
+    assert line.startswith("frame 7: error MODEL_ERROR: ") and "capture->result 12.3 ms" in line

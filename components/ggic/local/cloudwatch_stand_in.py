@@ -66,7 +66,7 @@ def validate_metric_message(message: Any) -> list[str]:
     request = message.get("request")
     if not isinstance(request, Mapping):
         return problems + ["'request' must be an object"]
-    problems += [f"unknown key request.{k}" for k in request if k not in _REQUEST_KEYS]
+    problems += [f"unknown key request.{k!r}" for k in request if k not in _REQUEST_KEYS]
     namespace = request.get("namespace")
     if not isinstance(namespace, str) or not namespace or len(namespace) > 255 or \
             not _NAMESPACE_RE.match(namespace):
@@ -76,7 +76,7 @@ def validate_metric_message(message: Any) -> list[str]:
     data = request.get("metricData")
     if not isinstance(data, Mapping):
         return problems + ["request.metricData must be an object (one metric per message)"]
-    problems += [f"unknown key metricData.{k}" for k in data if k not in _DATA_KEYS]
+    problems += [f"unknown key metricData.{k!r}" for k in data if k not in _DATA_KEYS]
     name = data.get("metricName")
     if not isinstance(name, str) or not 1 <= len(name) <= 255:
         problems.append("metricData.metricName must be a string of 1-255 characters")

@@ -434,5 +434,11 @@ def format_frame_result(frame: Frame, result: ClassificationResult, latency_ms: 
         body = ", ".join(f"{p.label} {p.score:.2f}" for p in result.predictions[:3])
     else:
         body = "nothing above the threshold"
-    return f"{head}: {body} (capture->result {latency_ms:.1f} ms) [{result.request_id}]"
+    return f"{head}: {printable(body)} (capture->result {latency_ms:.1f} ms) [{result.request_id}]"
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """Text from another component, safe for one log line: control characters escaped."""
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return out + ("..." if len(text) > limit else "")
 
