@@ -25,7 +25,8 @@ def test_header_dimensions_match_decoded_images(photos, jpeg_photos):
 def test_bmp_and_gif_like_headers():
     ok, bmp = cv2.imencode(".bmp", np.zeros((7, 5, 3), np.uint8))
     assert ok and image_dimensions(bmp.tobytes()) == (5, 7)
-    assert image_dimensions(b"GIF89a" + struct.pack("<HH", 640, 480) + b"\x00" * 10) == (640, 480)
+    # GIF is not decoded (OpenCV's GIF decoder sizes frames from blocks we do not check)
+    assert image_dimensions(b"GIF89a" + struct.pack("<HH", 640, 480) + b"\x00" * 10) is None
     assert image_dimensions(b"not an image") is None
 
 

@@ -15,6 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
+from .classifier.formats import DEFAULT_ACCEPTED_FORMATS, MAX_DECODE_PIXELS, ImageFormat
+from .log_text import quote
+from .topic_names import publish_topic_problem
+
 MiB = 1024 * 1024
 
 #: Keys Greengrass itself puts into a component's configuration; never ours to validate.
@@ -104,6 +108,19 @@ def as_str_list(value: Any) -> tuple[str, ...]:
     raise ValueError(f"must be a list of strings, got {value!r}")
 
 
+def image_formats(value: Any) -> tuple[str, ...]:
+    """A non-empty list of known image format names (any case), as their canonical names."""
+    names = as_str_list(value)
+    if not names:
+        raise ValueError("must name at least one image format")
+    formats = []
+    for name in names:
+        fmt = ImageFormat.parse(name)
+        if fmt.value not in formats:
+            formats.append(fmt.value)
+    return tuple(formats)
+
+
 def optional(coerce: Callable[[Any], T]) -> Callable[[Any], T | None]:
     """Wrap a coercion so that null or an empty string means "not set"."""
 
@@ -124,8 +141,11 @@ def in_range(low: float, high: float) -> Callable[[float | None], None]:
 
 
 def topic_name(value: str) -> None:
-    if not value or any(c in value for c in "#+"):
-        raise ValueError(f"must be a topic name without wildcards, got {value!r}")
+    """A topic the components publish on (or, RequestTopic, subscribe to and requesters publish
+    on): the IPC's publish rules (:mod:`ggic.topic_names`)."""
+    problem = publish_topic_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem}, got {quote(value)}")
 
 
 # --- declarative fields ---------------------------------------------------------------------
@@ -318,8 +338,13 @@ class ClassifierConfig:
         doc="Largest encoded image (file or inline) accepted.",
     )
     max_image_pixels: int = setting(
-        "MaxImagePixels", 40_000_000, as_int, in_range(1, 1_000_000_000),
+        "MaxImagePixels", 40_000_000, as_int, in_range(1, MAX_DECODE_PIXELS),
         doc="Largest image (width x height) decoded.",
+    )
+    accepted_image_formats: tuple[str, ...] = setting(
+        "AcceptedImageFormats", tuple(f.value for f in DEFAULT_ACCEPTED_FORMATS), image_formats,
+        doc="Image formats decoded (JPEG, PNG, BMP, WebP: the ones whose size is read from "
+        "the header before decoding); any other format is refused as UNSUPPORTED_IMAGE.",
     )
     queue_size: int = setting(
         "QueueSize", 32, as_int, in_range(1, 100_000),

@@ -4,6 +4,11 @@ Requests arrive on the request topic (``local/inference``) as JSON, results leav
 result topic (``local/result``) or the request's ``reply_to``. Every request gets exactly one
 result: ``status: "ok"`` with predictions, or ``status: "error"`` with a typed error.
 
+Whatever arrives, parsing ends in a request or a :class:`ClassificationError` with a typed code
+(never another exception), and an error result's message is one printable line of bounded
+length that quotes client values escaped and cut (:mod:`ggic.log_text`), so it always fits an
+IPC frame.
+
 This module is pure: parsing, validation and encoding, no I/O.
 """
 
@@ -13,11 +18,15 @@ import base64
 import binascii
 import enum
 import json
+import math
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .log_text import escape, json_type, quote
+from .topic_names import publish_topic_problem
 
 CONTRACT_VERSION = 1
 
@@ -25,8 +34,17 @@ CONTRACT_VERSION = 1
 MAX_REQUEST_ID_CHARS = 128
 #: Upper bound of a per-request ``top_k`` override.
 MAX_TOP_K = 100
+#: Longest file path accepted (UTF-8 bytes; Linux's PATH_MAX) and most components in it, both
+#: checked before the path is resolved.
+MAX_PATH_BYTES = 4096
+MAX_PATH_COMPONENTS = 256
+#: Longest error message in a result (client values in it are cut much shorter).
+MAX_ERROR_MESSAGE_CHARS = 1000
+#: Unknown field names an INVALID_REQUEST error lists.
+MAX_LISTED_FIELDS = 5
 
-_REQUEST_ID_RE = re.compile(rf"^[A-Za-z0-9._:@/+=-]{{1,{MAX_REQUEST_ID_CHARS}}}$")
+#: Matched with ``fullmatch`` (``$`` alone would let a trailing newline through).
+_REQUEST_ID_RE = re.compile(rf"[A-Za-z0-9._:@/+=-]{{1,{MAX_REQUEST_ID_CHARS}}}")
 _IMAGE_SOURCE_KEYS = ("image_path", "image_dir", "image_b64", "tensor_path")
 _KNOWN_REQUEST_KEYS = frozenset(
     ("request_id", "fname", "top_k", "threshold", "reply_to", *_IMAGE_SOURCE_KEYS)
@@ -147,8 +165,11 @@ class ClassificationResult:
 
     @classmethod
     def failure(cls, request_id: str, code: ErrorCode | str, message: str) -> ClassificationResult:
+        """An error result; its message is escaped to one printable line and cut to
+        MAX_ERROR_MESSAGE_CHARS, whatever client text it quotes."""
         code_value = code.value if isinstance(code, ErrorCode) else str(code)
-        return cls(request_id, "error", error_code=code_value, error_message=message)
+        return cls(request_id, "error", error_code=code_value,
+                   error_message=escape(message, MAX_ERROR_MESSAGE_CHARS))
 
     @classmethod
     def from_error(cls, error: ClassificationError, request_id: str) -> ClassificationResult:
@@ -171,26 +192,51 @@ class ClassificationResult:
 
     @classmethod
     def from_dict(cls, data: Any) -> ClassificationResult:
-        """Decode a result received on the result topic (used by requesters)."""
+        """Decode a result received on the result topic (used by requesters). Raises
+        ValueError for anything that is not a well-formed result: wrong types, a missing
+        error code or message, more than MAX_TOP_K predictions, non-finite numbers."""
         if not isinstance(data, Mapping):
-            raise ValueError("a result must be a JSON object")
+            raise ValueError(f"a result must be a JSON object, got {json_type(data)}")
         request_id = data.get("request_id")
         status = data.get("status")
         if not isinstance(request_id, str) or status not in ("ok", "error"):
             raise ValueError("a result needs a string request_id and status 'ok' or 'error'")
         if status == "error":
-            error = data.get("error") or {}
-            return cls.failure(request_id, str(error.get("code")), str(error.get("message")))
-        predictions = tuple(
-            Prediction(str(p["label"]), int(p["class_id"]), float(p["score"]))
-            for p in data.get("predictions", [])
-        )
-        return cls.success(
-            request_id,
-            predictions,
-            {str(k): str(v) for k, v in (data.get("model") or {}).items()},
-            {str(k): float(v) for k, v in (data.get("timing_ms") or {}).items()},
-        )
+            error = data.get("error")
+            if not isinstance(error, Mapping) or not isinstance(error.get("code"), str) \
+                    or not isinstance(error.get("message"), str):
+                raise ValueError("an error result needs an error object with string code and "
+                                 "message")
+            return cls.failure(request_id, error["code"], error["message"])
+        raw_predictions = data.get("predictions", [])
+        if not isinstance(raw_predictions, list) or len(raw_predictions) > MAX_TOP_K:
+            raise ValueError(f"predictions must be an array of at most {MAX_TOP_K}")
+        predictions = tuple(_prediction_from_dict(p) for p in raw_predictions)
+        model = data.get("model", {})
+        if not isinstance(model, Mapping) or not all(
+                isinstance(v, str) for v in model.values()):
+            raise ValueError("model must be an object of strings")
+        timing = data.get("timing_ms", {})
+        if not isinstance(timing, Mapping) or not all(_is_number(v) for v in timing.values()):
+            raise ValueError("timing_ms must be an object of numbers")
+        return cls.success(request_id, predictions, {str(k): v for k, v in model.items()},
+                           {str(k): float(v) for k, v in timing.items()})
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _prediction_from_dict(data: Any) -> Prediction:
+    if not isinstance(data, Mapping):
+        raise ValueError("a prediction must be an object")
+    label, class_id, score = data.get("label"), data.get("class_id"), data.get("score")
+    if not isinstance(label, str) or not isinstance(class_id, int) \
+            or isinstance(class_id, bool) or not _is_number(score):
+        raise ValueError("a prediction needs a string label, an integer class_id and a "
+                         "finite number score")
+    return Prediction(label, class_id, float(score))
 
 
 def new_request_id() -> str:
@@ -198,33 +244,47 @@ def new_request_id() -> str:
 
 
 def decode_payload(payload: Any) -> Any:
-    """Turn an IPC message body into a JSON value.
+    """Turn an IPC message body into a JSON value, or raise ClassificationError
+    (INVALID_REQUEST) whatever the body holds.
 
-    ``jsonMessage`` bodies arrive already decoded; ``binaryMessage`` bodies arrive as bytes and
-    must hold UTF-8 JSON.
+    ``jsonMessage`` bodies arrive already decoded (a JSON string is decoded once more: a
+    requester may send its JSON as text); ``binaryMessage`` bodies arrive as bytes and must
+    hold UTF-8 JSON.
     """
     if isinstance(payload, (bytes, bytearray, memoryview)):
         try:
-            return json.loads(bytes(payload).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+            text = bytes(payload).decode("utf-8")
+        except UnicodeError as exc:
             raise ClassificationError(
-                ErrorCode.INVALID_REQUEST, f"binary message is not UTF-8 JSON: {exc}"
-            ) from None
+                ErrorCode.INVALID_REQUEST, f"binary message is not UTF-8: {exc}") from None
+        except MemoryError:
+            raise ClassificationError(
+                ErrorCode.INVALID_REQUEST, "binary message is too large to decode") from None
+        return _loads(text, "binary message")
     if isinstance(payload, str):
-        try:
-            return json.loads(payload)
-        except ValueError as exc:
-            raise ClassificationError(
-                ErrorCode.INVALID_REQUEST, f"message is not JSON: {exc}"
-            ) from None
+        return _loads(payload, "message")
     return payload
+
+
+def _loads(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ClassificationError(
+            ErrorCode.INVALID_REQUEST, f"{what} nests JSON arrays/objects too deeply") from None
+    except MemoryError:
+        raise ClassificationError(
+            ErrorCode.INVALID_REQUEST, f"{what} is too large to decode") from None
+    except ValueError as exc:  # JSONDecodeError, too many digits, ...
+        raise ClassificationError(
+            ErrorCode.INVALID_REQUEST, f"{what} is not JSON: {escape(str(exc))}") from None
 
 
 def request_id_of(message: Any) -> str | None:
     """The request id a (possibly invalid) message carries, if it carries a usable one."""
     if isinstance(message, Mapping):
         rid = message.get("request_id")
-        if isinstance(rid, str) and _REQUEST_ID_RE.match(rid):
+        if isinstance(rid, str) and _REQUEST_ID_RE.fullmatch(rid):
             return rid
     return None
 
@@ -240,6 +300,18 @@ def parse_request(message: Any, *, max_inline_bytes: int) -> ClassificationReque
     def fail(code: ErrorCode, text: str) -> ClassificationError:
         return ClassificationError(code, text, rid)
 
+    try:
+        return _parse_fields(message, rid, max_inline_bytes, fail)
+    except ClassificationError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        # input no check foresaw (UnicodeError is a ValueError): still a typed answer
+        raise fail(ErrorCode.INVALID_REQUEST,
+                   f"unreadable request ({type(exc).__name__}: {escape(str(exc))})") from None
+
+
+def _parse_fields(message: Any, rid: str, max_inline_bytes: int,
+                  fail: Any) -> ClassificationRequest:
     if not isinstance(message, Mapping):
         raise fail(ErrorCode.INVALID_REQUEST, "a request must be a JSON object")
     if "request_id" in message and request_id_of(message) is None:
@@ -248,18 +320,21 @@ def parse_request(message: Any, *, max_inline_bytes: int) -> ClassificationReque
             f"request_id must be 1-{MAX_REQUEST_ID_CHARS} characters "
             "of letters, digits and ._:@/+=-",
         )
-    unknown = sorted(str(k) for k in message if k not in _KNOWN_REQUEST_KEYS)
+    unknown = [k for k in message if k not in _KNOWN_REQUEST_KEYS]
     if unknown:
-        raise fail(ErrorCode.INVALID_REQUEST, f"unknown field(s): {', '.join(unknown)}")
+        listed = ", ".join(quote(str(k), 60) for k in unknown[:MAX_LISTED_FIELDS])
+        more = len(unknown) - MAX_LISTED_FIELDS
+        raise fail(ErrorCode.INVALID_REQUEST, f"unknown field(s): {listed}"
+                   + (f" and {more} more" if more > 0 else ""))
 
     source = _parse_source(message, max_inline_bytes, fail)
     top_k = _parse_top_k(message.get("top_k"), fail)
     threshold = _parse_threshold(message.get("threshold"), fail)
     reply_to = message.get("reply_to")
-    if reply_to is not None and (
-        not isinstance(reply_to, str) or not reply_to or any(c in reply_to for c in "#+")
-    ):
-        raise fail(ErrorCode.INVALID_REQUEST, "reply_to must be a topic name without wildcards")
+    if reply_to is not None:
+        problem = publish_topic_problem(reply_to)
+        if problem is not None:
+            raise fail(ErrorCode.INVALID_REQUEST, f"reply_to {problem}")
     return ClassificationRequest(rid, source, top_k, threshold, reply_to)
 
 
@@ -284,12 +359,30 @@ def _parse_source(message: Mapping[str, Any], max_inline_bytes: int, fail: Any) 
         if not isinstance(fname, str) or not fname or "/" in fname or fname in (".", ".."):
             raise fail(ErrorCode.INVALID_REQUEST, "fname must be a file name (no '/')")
         value = value.rstrip("/") + "/" + fname
-    if "\x00" in value:
-        raise fail(ErrorCode.INVALID_REQUEST, f"{key} contains a NUL character")
+    problem = path_problem(value)
+    if problem is not None:
+        raise fail(ErrorCode.INVALID_REQUEST, f"{key} {problem}")
     if not value.startswith("/"):
         raise fail(ErrorCode.INVALID_REQUEST, f"{key} must be an absolute path, got {value!r}")
     kind = SourceKind.TENSOR if key == "tensor_path" else SourceKind.PATH
     return ImageSource(kind, path=value)
+
+
+def path_problem(path: str) -> str | None:
+    """What makes ``path`` unusable as a file path before anything resolves it (a NUL, a lone
+    surrogate, above MAX_PATH_BYTES or MAX_PATH_COMPONENTS), or None. Cheap for any length."""
+    if "\x00" in path:
+        return "contains a NUL character"
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    if size > MAX_PATH_BYTES:
+        return f"is {size} bytes long; at most {MAX_PATH_BYTES} are accepted"
+    components = sum(1 for part in path.split("/") if part)
+    if components > MAX_PATH_COMPONENTS:
+        return f"has {components} components; at most {MAX_PATH_COMPONENTS} are accepted"
+    return None
 
 
 def _decode_b64(value: Any, max_inline_bytes: int, fail: Any) -> bytes:

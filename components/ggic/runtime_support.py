@@ -7,7 +7,32 @@ import signal
 import sys
 from typing import Callable
 
+from .log_text import LOG_MESSAGE_LIMIT, escape, escape_lines
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Characters of a traceback kept in one log record.
+LOG_TRACEBACK_LIMIT = 20000
+
+
+class SafeFormatter(logging.Formatter):
+    """Every record is one line of printable text, at most LOG_MESSAGE_LIMIT characters of
+    message (escaped as :func:`ggic.log_text.escape` does), plus, for an exception, its
+    traceback with each line escaped and indented: whatever client text a message carries, it
+    cannot forge a record, rewrite a terminal, or (a lone surrogate) make the stream refuse the
+    line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = escape(record.getMessage(), LOG_MESSAGE_LIMIT)
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line += "\n" + escape_lines(record.exc_text, LOG_TRACEBACK_LIMIT)
+        if record.stack_info:
+            line += "\n" + escape_lines(self.formatStack(record.stack_info), LOG_TRACEBACK_LIMIT)
+        return line
 
 
 def configure_logging(level: str = "INFO", *, to_stdout: bool = False) -> None:
@@ -19,8 +44,12 @@ def configure_logging(level: str = "INFO", *, to_stdout: bool = False) -> None:
     for handler in list(root.handlers):
         if getattr(handler, "ggic", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stdout if to_stdout else sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    stream = sys.stdout if to_stdout else sys.stderr
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:  # a stream that cannot encode a character escapes it
+        reconfigure(errors="backslashreplace")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(SafeFormatter(LOG_FORMAT))
     handler.ggic = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())

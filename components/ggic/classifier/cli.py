@@ -80,8 +80,7 @@ def run_classify_command(args: argparse.Namespace) -> int:
     except (ConfigError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    limits = InputLimits.create(config.allowed_image_dirs, config.max_image_bytes,
-                                config.max_image_pixels)
+    limits = InputLimits.from_config(config)
     failures = 0
     for image in args.images:
         kind = SourceKind.TENSOR if image.suffix.lower() == ".npy" else SourceKind.PATH

@@ -1,19 +1,23 @@
 """The classification pipeline: image in, predictions out. Knows nothing of IPC.
 
 It has two halves so the service can overlap them: :meth:`prepare` (read, decode,
-preprocess: any thread, many at once) and :meth:`infer` (the model: one thread). ``ggic
-classify``, the classifier service and the benchmarks all use this class.
+preprocess: any thread, many at once) and :meth:`run_model` (the model: one thread). Each
+stage returns its own timing (``PreparedInput.timing_ms``, ``ModelRun.inference_ms``) and
+:func:`result_timing` puts a result's ``timing_ms`` together once. ``ggic classify``, the
+classifier service and the benchmarks all use this class.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..messages import ClassificationError, ErrorCode, ImageSource, Prediction, SourceKind
-from .decode import decode_image, image_dimensions, is_jpeg
+from .decode import decode_image
+from .formats import ImageFormat, ImageProbe, probe_image
 from .inputs import InputLimits, load_tensor, read_file
 from .model import LoadedModel, ModelInfo
 from .postprocess import scores_from_output, top_k
@@ -22,8 +26,38 @@ from .preprocess import needed_decode_size, preprocess
 
 @dataclass
 class PreparedInput:
+    """One input, ready for the model, with what preparing it took.
+
+    ``timing_ms`` holds ``load`` (read + decode) and ``preprocess``, written once by
+    :meth:`ClassificationPipeline.prepare`. ``probe`` is the image's header (None for a
+    tensor)."""
+
     tensor: np.ndarray
     timing_ms: dict[str, float] = field(default_factory=dict)
+    probe: ImageProbe | None = None
+
+    @property
+    def load_ms(self) -> float:
+        return self.timing_ms.get("load", 0.0)
+
+    @property
+    def preprocess_ms(self) -> float:
+        return self.timing_ms.get("preprocess", 0.0)
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """What :meth:`ClassificationPipeline.run_model` returns: class probabilities and the
+    time the model took."""
+
+    scores: np.ndarray
+    inference_ms: float
+
+
+def result_timing(prepared: PreparedInput, run: ModelRun, total_ms: float) -> dict[str, float]:
+    """A result's ``timing_ms``: load, preprocess, inference, total."""
+    return {"load": prepared.load_ms, "preprocess": prepared.preprocess_ms,
+            "inference": run.inference_ms, "total": total_ms}
 
 
 def _ms(since: float) -> float:
@@ -40,45 +74,53 @@ class ClassificationPipeline:
         return self.model.profile
 
     def prepare(self, source: ImageSource, limits: InputLimits) -> PreparedInput:
-        """Read, decode and preprocess one input; raise ClassificationError on bad input."""
+        """Read, decode and preprocess one input; raise ClassificationError on bad input.
+
+        Inline images were size-checked when the request was parsed; files are checked as
+        they are read."""
         started = time.perf_counter()
-        if source.kind is SourceKind.INLINE:
-            data = source.data or b""
-            if len(data) > limits.max_image_bytes:
-                raise ClassificationError(
-                    ErrorCode.IMAGE_TOO_LARGE,
-                    f"inline image of {len(data)} bytes exceeds MaxImageBytes "
-                    f"({limits.max_image_bytes})",
-                )
-        else:
-            data = read_file(str(source.path), limits)
+        data = (source.data or b"") if source.kind is SourceKind.INLINE else read_file(
+            str(source.path), limits)
         what = source.describe()
         if source.kind is SourceKind.TENSOR:
             tensor = load_tensor(data, self.model.input_shape, what)
             return PreparedInput(tensor, {"load": _ms(started), "preprocess": 0.0})
-        image = self.decode(data, limits, what)
+        probe = probe_image(data, limits.accepted_formats, what)
+        image = self.decode(data, limits, what, probe)
         decoded = time.perf_counter()
         tensor = preprocess(image, self.profile)
         return PreparedInput(
-            tensor, {"load": (decoded - started) * 1000.0, "preprocess": _ms(decoded)}
-        )
+            tensor, {"load": (decoded - started) * 1000.0, "preprocess": _ms(decoded)}, probe)
 
-    def decode(self, data: bytes, limits: InputLimits, what: str) -> np.ndarray:
+    def decode(self, data: bytes, limits: InputLimits, what: str,
+               probe: ImageProbe | None = None) -> np.ndarray:
+        """Decode ``data`` (its header ``probe`` read once, here if not given), JPEGs at the
+        largest reduction the profile allows."""
+        if probe is None:
+            probe = probe_image(data, limits.accepted_formats, what)
         needed = None
-        dims = image_dimensions(data) if is_jpeg(data) else None
-        if dims is not None:
-            needed = needed_decode_size(dims[0], dims[1], self.profile)
-        return decode_image(data, max_pixels=limits.max_image_pixels, needed=needed, what=what)
+        if probe.format is ImageFormat.JPEG:
+            needed = needed_decode_size(probe.width, probe.height, self.profile)
+        return decode_image(data, max_pixels=limits.max_image_pixels, needed=needed, what=what,
+                            probe=probe)
 
-    def infer(self, prepared: PreparedInput) -> np.ndarray:
-        """Run the model; class probabilities. Only ever call from one thread at a time."""
+    def run_model(self, prepared: PreparedInput) -> ModelRun:
+        """Run the model; class probabilities and the time taken. Only ever call from one
+        thread at a time."""
         started = time.perf_counter()
         try:
             output = self.model.run(prepared.tensor)
         except Exception as exc:
             raise ClassificationError(ErrorCode.MODEL_ERROR, f"inference failed: {exc}") from exc
-        prepared.timing_ms["inference"] = _ms(started)
-        return scores_from_output(output, self.profile.output)
+        inference_ms = _ms(started)
+        return ModelRun(scores_from_output(output, self.profile.output), inference_ms)
+
+    def infer(self, prepared: PreparedInput) -> np.ndarray:
+        """Compatibility for callers of the old API: :meth:`run_model`, with the inference
+        time also recorded in ``prepared.timing_ms`` (new code: :func:`result_timing`)."""
+        run = self.run_model(prepared)
+        prepared.timing_ms["inference"] = run.inference_ms
+        return run.scores
 
     def warm_up(self) -> float:
         """One inference on zeros, on the thread that will run the model; its time in ms."""
@@ -91,10 +133,10 @@ class ClassificationPipeline:
         return top_k(scores, k, threshold, self.model.labels)
 
     def classify(self, source: ImageSource, limits: InputLimits, k: int,
-                 threshold: float) -> tuple[list[Prediction], dict[str, float]]:
+                 threshold: float) -> tuple[list[Prediction], Mapping[str, float]]:
         """All steps in the calling thread (for ``ggic classify`` and benchmarks)."""
         started = time.perf_counter()
         prepared = self.prepare(source, limits)
-        predictions = self.predictions(self.infer(prepared), k, threshold)
-        prepared.timing_ms["total"] = _ms(started)
-        return predictions, prepared.timing_ms
+        run = self.run_model(prepared)
+        predictions = self.predictions(run.scores, k, threshold)
+        return predictions, result_timing(prepared, run, _ms(started))

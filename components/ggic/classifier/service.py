@@ -39,6 +39,7 @@ from ..config import (
     with_values_of,
 )
 from ..ipc import IpcClient, IpcError, Subscription
+from ..log_text import escape, quote
 from ..messages import (
     ClassificationError,
     ClassificationRequest,
@@ -49,6 +50,7 @@ from ..messages import (
     parse_request,
     request_id_of,
 )
+from ..rate_limited_log import RateLimitedCounter
 from .inputs import InputLimits
 from .metrics import ClassifierMetrics  # metrics (issue 12)
 from .model import ModelLoadError, load_model
@@ -120,27 +122,6 @@ class Outgoing:
 _STOP = object()
 
 
-class RateLimitedCounter:
-    """Counts an event and logs the count at most once per ``interval`` seconds, so an
-    overload does not also flood the log."""
-
-    def __init__(self, message: str, interval: float = 5.0) -> None:
-        self.message = message
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._count = 0
-        self._since = time.monotonic()
-
-    def note(self) -> None:
-        with self._lock:
-            self._count += 1
-            elapsed = time.monotonic() - self._since
-            if self._count == 1 or elapsed >= self.interval:
-                log.warning(self.message, self._count, max(elapsed, 0.0))
-                self._count = 0
-                self._since = time.monotonic()
-
-
 class ClassifierService:
     def __init__(
         self,
@@ -171,8 +152,12 @@ class ClassifierService:
         self._config_sub: Subscription | None = None
         self.answered = 0
         self._busy_log = RateLimitedCounter(
-            "refused %d requests as BUSY in the last %.0f s: the queue (QueueSize) was full; "
-            "raise QueueSize or Workers, or send fewer requests")
+            "refused %d request(s) as BUSY in %.1f s: the queue (QueueSize) was full; "
+            "raise QueueSize or Workers, or send fewer requests%s", logger=log)
+        self._refused_log = RateLimitedCounter(
+            "refused %d request(s) in %.1f s; the latest: %s", logger=log)
+        self._failed_log = RateLimitedCounter(
+            "%d request(s) failed in %.1f s; the latest: %s", logger=log)
         self.metrics = ClassifierMetrics(self._work.qsize)  # metrics (issue 12)
         self._metrics_publisher = MetricsPublisher(  # metrics (issue 12)
             self.ipc.publish, self.metrics.take, lambda: MetricsSettings.of(self.config))
@@ -273,10 +258,23 @@ class ClassifierService:
     # --- intake (IPC callback threads: no blocking, no IPC) ----------------------------------
 
     def on_request(self, topic: str, payload: Any) -> None:
+        """IPC callback: exactly one answer for every message, whatever it holds (any
+        exception here is answered too, as INTERNAL_ERROR: a bug, never reached by input)."""
         received = time.perf_counter()
         with self._pending_lock:
             self._pending += 1
         config = self.config
+        try:
+            self._take(topic, payload, config, received)
+        except Exception as exc:
+            log.exception("taking a request on %s failed", escape(topic))
+            self._send(config.result_topic, ClassificationResult.failure(
+                new_request_id(), ErrorCode.INTERNAL_ERROR,
+                f"the classifier failed to take this request ({type(exc).__name__}); "
+                "please report it"))
+
+    def _take(self, topic: str, payload: Any, config: ClassifierConfig,
+              received: float) -> None:
         try:
             message = decode_payload(payload)
             if not self._accepting.is_set():
@@ -287,8 +285,10 @@ class ClassifierService:
             reply_topic = self._reply_topic(request, config)
         except ClassificationError as exc:
             rid = exc.request_id or new_request_id()
-            log.warning("request %s on %s refused: %s", rid, topic, exc)
-            self._send(config.result_topic, ClassificationResult.from_error(exc, rid))
+            result = ClassificationResult.from_error(exc, rid)
+            self._refused_log.note(f"{rid} on {escape(topic)}: {exc.code.value}: "
+                                   f"{result.error_message}")
+            self._send(config.result_topic, result)
             return
         job = Job(
             request=request,
@@ -314,8 +314,8 @@ class ClassifierService:
         if not topic_allowed(request.reply_to, self._publish_policy):
             raise ClassificationError(
                 ErrorCode.INVALID_REQUEST,
-                f"reply_to {request.reply_to!r} is not a topic the classifier may publish to "
-                "(see its accessControl)",
+                f"reply_to {quote(request.reply_to)} is not a topic the classifier may publish "
+                "to (see its accessControl)",
                 request.request_id,
             )
         return request.reply_to
@@ -383,9 +383,9 @@ class ClassifierService:
         return True
 
     def _send_error(self, job: Job, exc: ClassificationError) -> None:
-        log.warning("request %s failed: %s", job.request.request_id, exc)
-        self._send(job.reply_topic,
-                   ClassificationResult.failure(job.request.request_id, exc.code, exc.message))
+        result = ClassificationResult.failure(job.request.request_id, exc.code, exc.message)
+        self._failed_log.note(f"{result.request_id}: {exc.code.value}: {result.error_message}")
+        self._send(job.reply_topic, result)
 
     def _send(self, topic: str, result: ClassificationResult) -> None:
         config = self.config

@@ -20,7 +20,9 @@ from typing import Any
 
 from ..config import ConfigError, RequesterConfig, config_from_mapping, unknown_keys
 from ..ipc import IpcClient, IpcError, Subscription
+from ..log_text import escape, quote
 from ..messages import (
+    ClassificationError,
     ClassificationRequest,
     ClassificationResult,
     ImageSource,
@@ -28,11 +30,14 @@ from ..messages import (
     decode_payload,
     new_request_id,
 )
+from ..rate_limited_log import RateLimitedCounter
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 TENSOR_EXTENSIONS = frozenset({".npy"})
+#: Predictions of one result that its log line shows.
+MAX_LOGGED_PREDICTIONS = 10
 #: IPC frames are capped at 16 MiB and base64 inflates by 4/3: larger inline images can't travel.
 MAX_INLINE_BYTES = 12 * 1024 * 1024 - 64 * 1024
 
@@ -83,20 +88,26 @@ def build_request(path: Path, config: RequesterConfig) -> ClassificationRequest:
 
 
 def format_outcome(outcome: Outcome) -> str:
-    """One readable line per image."""
-    name = outcome.image.name
+    """One readable line per image; what the result says (it came from whoever published on
+    the result topic) escaped and cut (:func:`ggic.log_text.escape`)."""
+    name = escape(outcome.image.name)
     if outcome.result is None:
-        return f"{name}: no result ({outcome.problem}) [{outcome.request_id}]"
+        return f"{name}: no result ({escape(outcome.problem or '')}) [{outcome.request_id}]"
     result = outcome.result
+    rid = escape(result.request_id)
     if not result.ok:
-        return f"{name}: error {result.error_code}: {result.error_message} [{result.request_id}]"
+        return (f"{name}: error {escape(result.error_code or '', 40)}: "
+                f"{escape(result.error_message or '')} [{rid}]")
     if result.predictions:
-        top = ", ".join(f"{p.label} {p.score:.2f}" for p in result.predictions)
+        shown = result.predictions[:MAX_LOGGED_PREDICTIONS]
+        top = ", ".join(f"{escape(p.label, 80)} {p.score:.2f}" for p in shown)
+        if len(result.predictions) > len(shown):
+            top += f" and {len(result.predictions) - len(shown)} more"
     else:
         top = "nothing above the threshold"
     timing = result.timing_ms
     times = ", ".join(f"{k} {timing[k]:.1f} ms" for k in ("inference", "total") if k in timing)
-    return f"{name}: {top} ({times}) [{result.request_id}]"
+    return f"{name}: {top} ({times}) [{rid}]"
 
 
 class ResultWaiter:
@@ -105,6 +116,8 @@ class ResultWaiter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, queue.Queue[ClassificationResult | None]] = {}
+        self._ignored_log = RateLimitedCounter(
+            "ignored %d message(s) on the result topic in %.1f s; the latest: %s", logger=log)
 
     def expect(self, request_id: str) -> queue.Queue[ClassificationResult | None]:
         """A slot that gets the result of ``request_id``, or None if :meth:`cancel_all` came
@@ -127,21 +140,30 @@ class ResultWaiter:
                 slot.put_nowait(None)
 
     def on_result(self, topic: str, payload: Any) -> None:
-        """IPC callback: never blocks."""
+        """IPC callback: never blocks, never raises. Only a well-formed result takes a slot:
+        a malformed message, even one that names a request we wait for, is logged and
+        ignored, and the real result still gets through."""
         try:
-            result = ClassificationResult.from_dict(decode_payload(payload))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring a malformed result on %s: %s", topic, exc)
+            message = decode_payload(payload)
+        except ClassificationError as exc:
+            self._ignored_log.note(f"an unreadable message on {escape(topic)}: {exc.message}")
             return
-        except Exception as exc:  # ClassificationError from decode_payload
-            log.warning("ignoring an unreadable message on %s: %s", topic, exc)
+        try:
+            result = ClassificationResult.from_dict(message)
+        except ValueError as exc:
+            rid = message.get("request_id") if isinstance(message, Mapping) else None
+            about = f" for {quote(rid, 80)}" if isinstance(rid, str) else ""
+            self._ignored_log.note(
+                f"a malformed result{about} on {escape(topic)}: {escape(str(exc))}")
             return
         with self._lock:
             slot = self._waiting.pop(result.request_id, None)
         if slot is None:
-            log.debug("result %s is not ours (another requester's, or late)", result.request_id)
+            log.debug("result %s is not ours (another requester's, or late)",
+                      escape(result.request_id, 80))
             return
-        slot.put_nowait(result)
+        with contextlib.suppress(queue.Full):  # (cancel_all came first)
+            slot.put_nowait(result)
 
 
 class RequesterService:

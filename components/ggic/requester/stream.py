@@ -29,6 +29,7 @@ from typing import Any
 from ..cloudwatch_metrics import MetricsPublisher, MetricsSettings
 from ..config import ConfigError, RequesterConfig
 from ..ipc import IpcClient, IpcError, Subscription
+from ..log_text import escape
 from ..messages import ClassificationRequest, ClassificationResult, decode_payload
 from .frames import FrameFormat, FrameRing, FrameSender, FrameTransport
 from .metrics import StreamMetrics
@@ -434,11 +435,6 @@ def format_frame_result(frame: Frame, result: ClassificationResult, latency_ms: 
         body = ", ".join(f"{p.label} {p.score:.2f}" for p in result.predictions[:3])
     else:
         body = "nothing above the threshold"
-    return f"{head}: {printable(body)} (capture->result {latency_ms:.1f} ms) [{result.request_id}]"
-
-
-def printable(text: str, limit: int = 300) -> str:
-    """Text from another component, safe for one log line: control characters escaped."""
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return out + ("..." if len(text) > limit else "")
+    return (f"{head}: {escape(body, 300)} (capture->result {latency_ms:.1f} ms) "
+            f"[{result.request_id}]")
 

@@ -1,0 +1,87 @@
+"""An in-process classifier service with an IPC double and a pipeline double, for unit tests
+of what the intake answers and logs (the same parts run for real in test_contract_live.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+from unittest import mock
+
+import numpy as np
+
+from ggic.classifier.pipeline import PreparedInput
+from ggic.classifier.service import ClassifierService
+from ggic.ipc import IpcClient
+from ggic.messages import Prediction
+
+ACCESS = {"aws.greengrass.ipc.pubsub": {"c:pubsub:1": {
+    "operations": ["aws.greengrass#PublishToTopic"], "resources": ["local/result", "replies/*"]}}}
+
+
+class GatedPipeline:
+    """Classifies anything as class 0; inference waits for ``gate`` (to fill the queue)."""
+
+    def __init__(self) -> None:
+        self.info = type("Info", (), {"summary": lambda self: {"name": "fake", "profile": "p"}})()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def warm_up(self) -> float:
+        return 0.0
+
+    def close(self) -> None:
+        pass
+
+    def prepare(self, source, limits) -> PreparedInput:
+        return PreparedInput(np.zeros(1), {"load": 0.0, "preprocess": 0.0})
+
+    def infer(self, prepared) -> np.ndarray:
+        assert self.gate.wait(60), "test gate never opened"
+        return np.array([1.0])
+
+    def predictions(self, scores, k, threshold) -> list[Prediction]:
+        return [Prediction("c0", 0, 1.0)]
+
+
+class Intake:
+    """A started service whose published results are recorded."""
+
+    def __init__(self, **config: Any) -> None:
+        self.config = {"accessControl": ACCESS, **config}
+        self.published: list[tuple[str, dict]] = []
+        self.cond = threading.Condition()
+        self.handlers: dict[str, Any] = {}
+        self.pipeline = GatedPipeline()
+        ipc = mock.Mock(spec=IpcClient)
+        ipc.get_configuration.side_effect = lambda *a, **k: dict(self.config)
+        ipc.subscribe.side_effect = self._subscribe
+        ipc.subscribe_configuration.side_effect = lambda *a, **k: mock.Mock()
+        ipc.publish.side_effect = self._publish
+        self.service = ClassifierService(ipc, model_loader=lambda cfg: self.pipeline)
+        self.service.start()
+
+    def _subscribe(self, topic, handler, on_error=None):
+        self.handlers[topic] = handler
+        return mock.Mock()
+
+    def _publish(self, topic, message):
+        with self.cond:
+            self.published.append((topic, message))
+            self.cond.notify_all()
+
+    def send(self, payload: Any, topic: str = "local/inference") -> None:
+        self.handlers[topic](topic, payload)
+
+    def wait_results(self, n: int, timeout: float = 60.0) -> list[tuple[str, dict]]:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(self.published) < n:
+                left = deadline - time.monotonic()
+                assert left > 0, f"only {len(self.published)} of {n} results"
+                self.cond.wait(left)
+            return list(self.published)
+
+    def close(self) -> None:
+        self.pipeline.gate.set()
+        self.service.shutdown()
