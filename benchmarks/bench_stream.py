@@ -96,6 +96,56 @@ def in_process(model_dir: Path, video: Path) -> dict[str, float]:
             "dropped": 0, "results": len(latencies)}
 
 
+def transport_costs(model_dir: Path, video: Path, reps: int) -> dict[str, tuple[float, float]]:
+    """Per frame, in this process, interleaved: the work each transport adds on both sides
+    (requester: encode, write or base64 + JSON; classifier: read or JSON + base64, decode,
+    preprocess). (min, median) ms. Min is what the path costs; the median shows the noise."""
+    import base64
+    import json
+
+    from ggic.classifier.inputs import InputLimits
+    from ggic.classifier.model import load_model
+    from ggic.classifier.preprocess import preprocess
+    from ggic.classifier.profiles import resolve_profile
+    from ggic.requester.frames import FrameFormat, encode_frame
+
+    model, info = load_model(str(model_dir), resolve_profile("efficientnet-lite0"),
+                             warm_up=False)
+    from ggic.classifier.pipeline import ClassificationPipeline
+
+    pipeline = ClassificationPipeline(model, info)
+    capture = cv2.VideoCapture(str(video))
+    ok, frame = capture.read()
+    capture.release()
+    target = Path(tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    limits = InputLimits()
+
+    def file_path(fmt: FrameFormat) -> None:
+        path = target / f"frame{fmt.suffix}"
+        path.write_bytes(encode_frame(frame, fmt))
+        message = json.loads(json.dumps({"request_id": "cam-1-1", "image_path": str(path)}))
+        data = Path(message["image_path"]).read_bytes()
+        preprocess(pipeline.decode(data, limits, "frame"), model.profile)
+
+    def inline(fmt: FrameFormat) -> None:
+        encoded = base64.b64encode(encode_frame(frame, fmt)).decode("ascii")
+        message = json.loads(json.dumps({"request_id": "cam-1-1", "image_b64": encoded}))
+        data = base64.b64decode(message["image_b64"])
+        preprocess(pipeline.decode(data, limits, "frame"), model.profile)
+
+    cases = {f"file/{f.value}": (file_path, f) for f in FrameFormat}
+    cases.update({f"inline/{f.value}": (inline, f) for f in FrameFormat})
+    times: dict[str, list[float]] = {label: [] for label in cases}
+    for _ in range(reps):
+        for label, (run, fmt) in cases.items():
+            started = time.perf_counter()
+            run(fmt)
+            times[label].append((time.perf_counter() - started) * 1000)
+    shutil.rmtree(target, ignore_errors=True)
+    model.close()
+    return {label: (min(t), statistics.median(t)) for label, t in times.items()}
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -169,6 +219,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model-dir", type=Path, default=None)
+    parser.add_argument("--cases", default="",
+                        help="only the stream cases whose label contains one of these "
+                             "comma-separated texts (e.g. 'file/bmp x1,inline/jpeg x1')")
+    parser.add_argument("--transport-reps", type=int, default=200,
+                        help="repetitions of the per-frame transport cost measurement")
     parser.add_argument("--omp-threads", type=int, default=None,
                         help="OMP_NUM_THREADS for the model, in both cases (default: as set)")
     args = parser.parse_args()
@@ -184,6 +239,7 @@ def main() -> None:
             model_dir = work / "model"
             build_demo_model(model_dir)
         video = write_video(work / "video.avi", args.frames)
+        costs = transport_costs(model_dir, video, args.transport_reps)
         stream = Stream(work, model_dir)
         runs: dict[str, list[dict[str, float]]] = {}
         try:
@@ -192,6 +248,9 @@ def main() -> None:
                 for transport, fmt, in_flight, real_time in STREAM_CASES:
                     label = (f"stream {transport}/{fmt} x{in_flight}"
                              + (" 30 fps" if real_time else ""))
+                    wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
+                    if wanted and not any(c in label for c in wanted):
+                        continue
                     runs.setdefault(label, []).append(
                         stream.run(video, transport, fmt, in_flight, real_time))
         finally:
@@ -212,6 +271,10 @@ def main() -> None:
               f"{med('p99_ms'):8.1f} {med('median_ms') - base['per_frame_ms']:+20.1f} "
               f"{med('dropped'):7.0f}")
     print(f"in-process per-frame time (capture + preprocess + run): {base['per_frame_ms']:.1f} ms")
+    print("work a frame's transport adds, both sides (encode, write/base64+JSON, read, decode, "
+          "preprocess), min / median ms:")
+    for label, (low, middle) in costs.items():
+        print(f"  {label:12s} {low:6.2f} / {middle:6.2f}")
 
 
 if __name__ == "__main__":
