@@ -6,7 +6,10 @@ image, so each frame is encoded exactly once here and decoded exactly once by th
 * ``bmp`` (the default): no compression, so encoding is a header and a copy, and so is the
   classifier's decoding; 0.9 MB for 640x480.
 * ``jpeg``: about a tenth of the bytes, at the cost of a JPEG encode here (the classifier
-  decodes it at reduced resolution when the model is smaller than the frame).
+  decodes it at reduced resolution when the frame is at least twice what the model needs).
+
+``benchmarks/bench_stream.py`` measures both with both transports; BMP in files is the
+cheapest per frame here (README).
 
 ``FrameTransport`` file: the encoded frame goes into a ring of files (:class:`FrameRing`), one
 slot per request in flight, and the request carries its path. A slot is reused only once its
