@@ -120,8 +120,9 @@ def taken(collector: Results) -> list[dict]:
 def run_stream_requester(world, name: str, timeout: float = 120, **settings: str
                          ) -> tuple[subprocess.CompletedProcess, str]:
     server, root = world["server"], world["root"]
-    register_from_recipe(server, REQUESTER, FrameDirectory=str(root / "frames"),
-                         StreamName=name, MetricsInterval="0", ResultTimeout="20", **settings)
+    settings = {"FrameDirectory": str(root / "frames"), **settings}
+    register_from_recipe(server, REQUESTER, StreamName=name, MetricsInterval="0",
+                         ResultTimeout="20", **settings)
     done = subprocess.run([sys.executable, "-m", "ggic", "requester"],
                           env=component_env(server, REQUESTER), capture_output=True, text=True,
                           timeout=timeout)
@@ -358,3 +359,20 @@ def test_loop_video_starts_again_at_the_end_until_stopped(world, tmp_path):
     counts = summary_counts(log_path.read_text())
     assert counts["captured"] > 5 and counts["results"] >= 8, counts  # more than one round
     assert "ended" not in log_path.read_text()
+
+
+def test_error_results_are_counted_and_their_log_lines_rate_limited(world, tmp_path):
+    """Frames written outside the classifier's AllowedImageDirs: each gets its typed error,
+    every one is counted, and the log says so in a few lines, not one per frame."""
+    video = write_video(world["root"] / "refused.avi", photo_frames(world["photos"][:1], 20),
+                        fps=30)
+    done, log = run_stream_requester(world, "refused", Source=str(video),
+                                     VideoRealTime="false",
+                                     FrameDirectory=str(tmp_path / "elsewhere"))
+    assert done.returncode == 0, log
+    counts = summary_counts(log)
+    assert counts["results"] == counts["errors"] == counts["sent"] == 20, counts
+    assert "PATH_NOT_ALLOWED" in log
+    assert log.count("PATH_NOT_ALLOWED") < 10, log
+    assert re.search(r"\d+ error result\(s\) in \d+\.\d s; the latest: frame \d+: error "
+                     r"PATH_NOT_ALLOWED", log), log

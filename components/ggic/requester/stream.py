@@ -31,6 +31,7 @@ from ..config import ConfigError, RequesterConfig
 from ..ipc import IpcClient, IpcError, Subscription
 from ..log_text import escape
 from ..messages import ClassificationRequest, ClassificationResult, decode_payload
+from ..rate_limited_log import RateLimitedCounter
 from .frames import FrameFormat, FrameRing, FrameSender, FrameTransport
 from .metrics import StreamMetrics
 from .sources import Backoff, FrameSource, SourceKind, parse_source
@@ -158,6 +159,12 @@ class StreamService:
                                            lambda: MetricsSettings.of(self.config),
                                            name="stream-metrics")
         self._threads: list[threading.Thread] = []
+        # one line per ok result; errors and timeouts can come at the frame rate: rate-limited
+        self._error_log = RateLimitedCounter("%d error result(s) in %.1f s; the latest: %s",
+                                             logger=log)
+        self._timeout_log = RateLimitedCounter(
+            "%d request(s) got no result within ResultTimeout in %.1f s; the latest: %s",
+            logger=log)
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -210,7 +217,11 @@ class StreamService:
         latency_ms = (time.monotonic() - frame.captured_mono) * 1000.0
         self.sender.release_slot(frame.slot)
         self.metrics.result(result.ok, latency_ms)
-        log.info("%s", format_frame_result(frame, result, latency_ms))
+        line = format_frame_result(frame, result, latency_ms)
+        if result.ok:
+            log.info("%s", line)
+        else:
+            self._error_log.note(line)
         if self.config.changes_topic:
             change = self._detector.update(frame.seq, result)
             if change is not None:
@@ -247,6 +258,8 @@ class StreamService:
                     return code or 0
         finally:
             self._finish_in_flight()
+            self._error_log.flush()
+            self._timeout_log.flush()
             log.info("stream summary: %s", self.metrics.summary())
             self.close()
 
@@ -410,9 +423,9 @@ class StreamService:
         for request_id, frame in self.in_flight.expired(config.result_timeout):
             self.sender.release_slot(frame.slot)
             self.metrics.count("timeouts")
-            log.warning("frame %d: no result within %g s; is the classifier running and "
-                        "subscribed to %s? [%s]", frame.seq, config.result_timeout,
-                        config.request_topic, request_id)
+            self._timeout_log.note(
+                f"frame {frame.seq} [{request_id}] after {config.result_timeout:g} s; is the "
+                f"classifier running and subscribed to {config.request_topic}?")
 
     def _finish_in_flight(self) -> None:
         """Wait for the results of the requests sent (not after a stop: Greengrass allows
