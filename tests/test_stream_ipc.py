@@ -376,3 +376,47 @@ def test_error_results_are_counted_and_their_log_lines_rate_limited(world, tmp_p
     assert log.count("PATH_NOT_ALLOWED") < 10, log
     assert re.search(r"\d+ error result\(s\) in \d+\.\d s; the latest: frame \d+: error "
                      r"PATH_NOT_ALLOWED", log), log
+
+
+def test_a_new_source_in_a_configuration_update_is_opened_while_running(world, tmp_path):
+    frames = [cv2.imencode(".jpg", f)[1].tobytes()
+              for f in photo_frames(world["photos"][:1], 1)]
+    first, second = MjpegServer(frames), MjpegServer(frames)
+    first.start()
+    second.start()
+    server = world["server"]
+    config = register_from_recipe(server, REQUESTER, Source=first.url,
+                                  FrameDirectory=str(world["root"] / "frames"),
+                                  StreamName="switch", MetricsInterval="0")
+    log_path = tmp_path / "requester.log"
+    with open(log_path, "w") as log_file:
+        requester = subprocess.Popen([sys.executable, "-m", "ggic", "requester"],
+                                     env=component_env(server, REQUESTER), stdout=log_file,
+                                     stderr=subprocess.STDOUT)
+        try:
+            def wait_for(predicate) -> bool:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not predicate():
+                    time.sleep(0.1)
+                return predicate()
+
+            assert wait_for(lambda: log_path.read_text().count("capture->result") >= 2)
+            server.set_configuration(REQUESTER, {**config, "Source": second.url, "MaxFps": "5"})
+            assert wait_for(lambda: f"opened stream {second.url}" in log_path.read_text()), \
+                log_path.read_text()
+            seen = log_path.read_text().count("capture->result")
+            assert wait_for(lambda: log_path.read_text().count("capture->result") >= seen + 2)
+            requester.send_signal(signal.SIGTERM)
+            assert requester.wait(10) == 0
+        finally:
+            if requester.poll() is None:
+                requester.kill()
+            first.stop()
+            second.stop()
+    text = log_path.read_text()
+    assert "configuration updated" in text
+    assert counts_skipped(text) > 0  # MaxFps 5 applies live: frames above it are skipped
+
+
+def counts_skipped(log: str) -> int:
+    return summary_counts(log)["skipped"]
