@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ggic.classifier.dlr_import import import_dlr
+from ggic.classifier.backends.dlr import import_dlr
 from ggic.modelgen.efficientnet_lite import build_demo_model, default_checkpoint
 from ggic.modelgen.params import read_params
 

@@ -34,7 +34,7 @@ def child(model_dir: str, case: str, runs: int, gap: float) -> None:
     from ggic.classifier.model import load_model
     from ggic.classifier.profiles import resolve_profile
 
-    model, _info = load_model(model_dir, resolve_profile("auto"), warm_up=False)
+    model = load_model(model_dir, resolve_profile("auto"), warm_up=False)
     x = np.random.default_rng(0).uniform(0, 255, model.input_shape).astype(np.float32)
     if case == "main-then-thread":
         model.warm_up()

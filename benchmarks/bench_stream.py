@@ -72,7 +72,7 @@ def in_process(model_dir: Path, video: Path) -> dict[str, float]:
     from ggic.classifier.preprocess import preprocess
     from ggic.classifier.profiles import resolve_profile
 
-    model, _info = load_model(str(model_dir), resolve_profile("efficientnet-lite0"))
+    model = load_model(str(model_dir), resolve_profile("efficientnet-lite0"))
     capture = cv2.VideoCapture(str(video))
     latencies, per_frame = [], []
     started = time.perf_counter()
@@ -105,15 +105,13 @@ def transport_costs(model_dir: Path, video: Path, reps: int) -> dict[str, tuple[
 
     from ggic.classifier.inputs import InputLimits
     from ggic.classifier.model import load_model
+    from ggic.classifier.pipeline import ClassificationPipeline
     from ggic.classifier.preprocess import preprocess
     from ggic.classifier.profiles import resolve_profile
     from ggic.requester.frames import FrameFormat, encode_frame
 
-    model, info = load_model(str(model_dir), resolve_profile("efficientnet-lite0"),
-                             warm_up=False)
-    from ggic.classifier.pipeline import ClassificationPipeline
-
-    pipeline = ClassificationPipeline(model, info)
+    model = load_model(str(model_dir), resolve_profile("efficientnet-lite0"), warm_up=False)
+    pipeline = ClassificationPipeline(model)
     capture = cv2.VideoCapture(str(video))
     ok, frame = capture.read()
     capture.release()

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ggic.classifier.dlr_import import import_dlr
+from ggic.classifier.backends.dlr import import_dlr
 from ggic.classifier.preprocess import preprocess
 from ggic.classifier.profiles import IMAGENET_MEAN, IMAGENET_STD, ModelProfile
 from ggic.modelgen.efficientnet_lite import (

@@ -46,3 +46,30 @@ def stubs() -> Iterator[Callable[..., Any]]:
     yield make
     for stubbed in made:
         stubbed.verify()
+
+
+@pytest.fixture
+def socket_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short folder for an IPC socket (sun_path is 108 bytes)."""
+    return Path(tmp_path_factory.mktemp("ipc"))
+
+
+@pytest.fixture
+def server(socket_dir: Path) -> Iterator[Any]:
+    """A running ``ggic.local`` IPC server (no runtime around it)."""
+    from ggic.local.ipc_server import IpcServer
+
+    ipc = IpcServer(socket_dir / "ipc.sock")
+    ipc.start()
+    yield ipc
+    ipc.close()
+
+
+@pytest.fixture
+def connect(server: Any) -> Iterator[Callable[..., Any]]:
+    """``connect(name, **register)``: a real awsiotsdk client of ``server`` for a newly
+    registered component; closed after the test."""
+    from ipc_clients import clients_of
+
+    with clients_of(server) as connect_to:
+        yield connect_to

@@ -10,7 +10,7 @@ from unittest import mock
 
 import numpy as np
 
-from ggic.classifier.pipeline import PreparedInput
+from ggic.classifier.pipeline import ModelRun, PreparedInput
 from ggic.classifier.service import ClassifierService
 from ggic.ipc import IpcClient
 from ggic.messages import Prediction
@@ -36,9 +36,9 @@ class GatedPipeline:
     def prepare(self, source, limits) -> PreparedInput:
         return PreparedInput(np.zeros(1), {"load": 0.0, "preprocess": 0.0})
 
-    def infer(self, prepared) -> np.ndarray:
+    def run_model(self, prepared) -> ModelRun:
         assert self.gate.wait(60), "test gate never opened"
-        return np.array([1.0])
+        return ModelRun(np.array([1.0]), 0.0)
 
     def predictions(self, scores, k, threshold) -> list[Prediction]:
         return [Prediction("c0", 0, 1.0)]

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
+from ggic.classifier.backends.base import ModelLoadError
 from ggic.classifier.inputs import InputLimits
 from ggic.classifier.model import load_model
-from ggic.classifier.model_files import ModelLoadError
 from ggic.classifier.pipeline import ClassificationPipeline
 from ggic.classifier.postprocess import softmax
 from ggic.classifier.preprocess import preprocess
@@ -47,8 +47,8 @@ def nets(tmp_path_factory):
 
 
 def pipeline_for(net, profile="auto", labels_path="") -> ClassificationPipeline:
-    model, info = load_model(net.model_dir, resolve_profile(profile), labels_path)
-    return ClassificationPipeline(model, info)
+    return ClassificationPipeline(load_model(net.model_dir, resolve_profile(profile),
+                                             labels_path))
 
 
 def reference_top(net, pipeline, photo: Path, k: int):
@@ -103,7 +103,7 @@ def test_discovery_from_the_graph_without_meta(nets, tmp_path, photos):
     for meta in bare.glob("*.meta"):
         meta.unlink()
     pipeline = pipeline_for(net, "auto", str(net.labels_path))
-    bare_pipeline = ClassificationPipeline(*load_model(bare, resolve_profile("auto"),
+    bare_pipeline = ClassificationPipeline(load_model(bare, resolve_profile("auto"),
                                                        str(net.labels_path)))
     assert bare_pipeline.profile == pipeline.profile
     assert_matches_reference(net, bare_pipeline, photos[:2])
@@ -167,7 +167,7 @@ def test_profile_mismatch_and_missing_model_explain_the_fix(nets, tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist.*set ModelDir"):
         load_model(tmp_path / "nope", resolve_profile("auto"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelLoadError, match="no kernel library"):
+    with pytest.raises(ModelLoadError, match="holds no model files.*kernel library.*onnx"):
         load_model(tmp_path / "empty", resolve_profile("auto"))
     with pytest.raises(ModelLoadError, match="fix LabelsPath"):
         load_model(nets["neo"].model_dir, resolve_profile("auto"), str(tmp_path / "x.json"))
@@ -175,7 +175,7 @@ def test_profile_mismatch_and_missing_model_explain_the_fix(nets, tmp_path):
 
 def test_dlr_phone_home_is_off_and_nothing_reaches_the_network(nets, monkeypatch):
     """Loading a model opens no socket, and dlr's counter module is never imported."""
-    import ggic.classifier.dlr_import  # noqa: F401 - ensure our import path is used
+    import ggic.classifier.backends.dlr  # noqa: F401 - ensure our import path is used
 
     attempts = []
 
@@ -191,7 +191,7 @@ def test_dlr_phone_home_is_off_and_nothing_reaches_the_network(nets, monkeypatch
 
     before = stamp()
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    model, _ = load_model(nets["modelstore"].model_dir, resolve_profile("auto"))
+    model = load_model(nets["modelstore"].model_dir, resolve_profile("auto"))
     model.close()
     assert attempts == []
     assert "dlr.counter.phone_home" not in sys.modules

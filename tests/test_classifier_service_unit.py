@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ggic.classifier.pipeline import PreparedInput
+from ggic.classifier.pipeline import ModelRun, PreparedInput
 from ggic.classifier.service import ClassifierService
 from ggic.ipc import IpcClient, IpcError
 from ggic.messages import ClassificationError, ErrorCode, Prediction
@@ -38,6 +38,7 @@ class FakePipeline:
         self.prepare_threads: list[str] = []
         self.infer_threads: list[str] = []
         self.events: list[str] = []
+        self.prediction_args: list[tuple[int, float]] = []
         self.closed = False
         self.lock = threading.Lock()
 
@@ -60,16 +61,16 @@ class FakePipeline:
             raise ClassificationError(ErrorCode.IMAGE_NOT_FOUND, f"{source.path} does not exist")
         return PreparedInput(np.zeros(1), {"load": 1.0, "preprocess": 1.0})
 
-    def infer(self, prepared) -> np.ndarray:
+    def run_model(self, prepared) -> ModelRun:
         with self.lock:
             self.infer_threads.append(threading.current_thread().name)
             self.events.append("infer")
         if self.infer_gate is not None:
             assert self.infer_gate.wait(10), "test gate never opened"
-        prepared.timing_ms["inference"] = 1.0
-        return np.array([0.1, 0.6, 0.3])
+        return ModelRun(np.array([0.1, 0.6, 0.3]), 1.0)
 
     def predictions(self, scores, k, threshold) -> list[Prediction]:
+        self.prediction_args.append((k, threshold))
         order = np.argsort(-scores)[:k]
         return [Prediction(f"c{i}", int(i), float(scores[i])) for i in order
                 if scores[i] >= threshold]
@@ -158,13 +159,24 @@ def harness(mocker):
 
 
 def test_valid_request_gets_one_ok_result(harness):
-    h = harness({"TopK": "2"})
+    """The service asks the model for the configured (or requested) top-k and threshold and
+    publishes exactly what it answered, with the model's summary and every stage's timing."""
+    h = harness({"TopK": "2", "ScoreThreshold": "0.25"})
     h.send({"request_id": "a", "image_path": "/img/cat.jpg"})
     (topic, result), = h.wait_results(1)
+    h.send({"request_id": "b", "image_path": "/img/dog.jpg", "top_k": 1, "threshold": 0.5})
+    h.wait_results(2)
+    assert h.pipeline.prediction_args == [(2, 0.25), (1, 0.5)]
     assert topic == "local/result"
     assert result["status"] == "ok" and result["request_id"] == "a"
-    assert [p["class_id"] for p in result["predictions"]] == [1, 2]
-    assert set(result["timing_ms"]) >= {"load", "preprocess", "inference", "total"}
+    assert result["predictions"] == [
+        {"label": "c1", "class_id": 1, "score": pytest.approx(0.6)},
+        {"label": "c2", "class_id": 2, "score": pytest.approx(0.3)}]
+    assert [p["class_id"] for p in h.by_id()["b"]["predictions"]] == [1]
+    assert result["model"] == {"name": "fake", "profile": "fake"}
+    timing = result["timing_ms"]
+    assert set(timing) >= {"load", "preprocess", "inference", "total"}
+    assert timing["inference"] == 1.0 and timing["total"] > 0
     h.ipc.update_state.assert_called_with("RUNNING")
 
 
@@ -258,7 +270,7 @@ def test_live_topk_update_and_invalid_update_refused(harness, caplog):
 
 
 def test_model_load_failure_reports_errored_and_answers_model_error(harness, caplog):
-    from ggic.classifier.model_files import ModelLoadError
+    from ggic.classifier.backends.base import ModelLoadError
 
     with caplog.at_level(logging.ERROR):
         h = harness(load_error=ModelLoadError("ModelDir /nope does not exist: set ModelDir"))
@@ -300,8 +312,20 @@ def test_a_model_dir_change_loads_and_warms_the_new_model_before_it_takes_over(h
     assert [c.args for c in h.ipc.update_state.call_args_list] == [("RUNNING",), ("RUNNING",)]
 
 
+def test_a_backend_change_reloads_the_model(harness):
+    h = harness({"ModelDir": "/models/a"})
+    h.models["/models/a"] = lambda: FakePipeline(name="a-by-onnx")
+    h.config["Backend"] = "onnx"
+    h.service.apply_config_update()
+    assert h.loaded_dirs == ["/models/a", "/models/a"]
+    assert h.service.config.backend == "onnx"
+    h.send({"request_id": "x", "image_path": "/a.jpg"})
+    (_, result), = h.wait_results(1)
+    assert result["model"]["name"] == "a-by-onnx"
+
+
 def test_a_model_that_cannot_load_is_refused_and_the_old_one_keeps_serving(harness, caplog):
-    from ggic.classifier.model_files import ModelLoadError
+    from ggic.classifier.backends.base import ModelLoadError
 
     h = harness({"ModelDir": "/models/a"})
 

@@ -142,12 +142,12 @@ def test_the_classifier_loads_the_artifact_where_the_nucleus_unpacks_it(net, tmp
         z.extractall(unpacked)
     merge = json.loads((out / CONFIG_FILE_NAME).read_text())["com.custom.ImageClassifier"][
         "MERGE"]
-    model, info = load_model(merge["ModelDir"], resolve_profile(merge["ModelProfile"]),
-                             merge["LabelsPath"])
+    model = load_model(merge["ModelDir"], resolve_profile(merge["ModelProfile"]),
+                       merge["LabelsPath"])
     try:
         x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
         np.testing.assert_allclose(model.run(x), net.reference(x), rtol=1e-4, atol=1e-4)
-        assert info.profile.name == "neo-vgg16"
+        assert model.profile.name == "neo-vgg16"
         assert model.labels[0] == net.labels[0]
     finally:
         model.close()

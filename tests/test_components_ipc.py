@@ -124,7 +124,7 @@ def test_requests_and_results_between_two_processes(world, photos):
     assert [Path(o["image"]).name for o in outcomes] == sorted(
         p.name for p in photos[:3])
     net = world["net"]
-    pipeline = ClassificationPipeline(*load_model(net.model_dir, resolve_profile("neo-vgg16"),
+    pipeline = ClassificationPipeline(load_model(net.model_dir, resolve_profile("neo-vgg16"),
                                                   str(net.labels_path)))
     for outcome in outcomes:
         assert outcome["status"] == "ok", outcome

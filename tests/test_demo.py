@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ggic.demo import MODEL_MARKER
-from test_local_runtime_helpers import run_ggic
+from local_components import run_ggic
 
 REPO = Path(__file__).resolve().parents[1]
 CATS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "lynx"}

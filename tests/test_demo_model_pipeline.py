@@ -29,7 +29,7 @@ ACCEPTABLE_TOP1 = {
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory) -> ClassificationPipeline:
     model = build_demo_model(tmp_path_factory.mktemp("demo") / "efficientnet-lite0")
-    return ClassificationPipeline(*load_model(model.directory, resolve_profile("auto")))
+    return ClassificationPipeline(load_model(model.directory, resolve_profile("auto")))
 
 
 def top1(pipeline, source) -> str:

@@ -27,7 +27,7 @@ from ggic.local.lifecycle import State
 from ggic.local.runtime import LocalRuntime
 from ggic.local.stand_ins import write_modelstore_stand_in
 from ggic.modelgen.testnets import write_modelstore_like
-from test_local_runtime_helpers import fast_runtime
+from local_components import fast_runtime
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER = "com.custom.ImageClassifier"

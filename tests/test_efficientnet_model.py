@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ggic.classifier.dlr_import import import_dlr
+from ggic.classifier.backends.dlr import import_dlr
 from ggic.classifier.labels import load_labels
 from ggic.classifier.preprocess import preprocess
 from ggic.classifier.profiles import ModelProfile

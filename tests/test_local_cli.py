@@ -16,11 +16,13 @@ import pytest
 import yaml
 
 from ggic.cli import main
+from ggic.local.deployment import DeploymentRequest
 from ggic.local.lifecycle import State
 from ggic.local.recipe import load_recipe
 from ggic.local.runtime import LocalRuntime
 from ggic.local.stand_ins import MODELSTORE_COMPONENT, model_folder_name, this_architecture
-from test_local_runtime_helpers import TICKER, fast_runtime, run_ggic, wait_until, write_ticker
+from local_components import TICKER, fast_runtime, run_ggic, write_ticker
+from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -255,3 +257,60 @@ def test_start_refuses_a_root_whose_runtime_is_running(running: LocalRuntime,
     assert code == 1 and "another server is listening" in err
     assert running.cli_token_file.exists()  # the running runtime's credentials stay
     assert ggic(capsys, "local", "component", "list", "--root", str(running.root))[0] == 0
+
+
+def test_deployment_cancel(running: LocalRuntime, tmp_path: Path,
+                           capsys: pytest.CaptureFixture) -> None:
+    """#9.4: CancelLocalDeployment as the greengrass-cli answers it: a QUEUED deployment never
+    runs, one IN_PROGRESS stops where it is, a finished one is left as it is."""
+    root = str(running.root)
+    recipes = tmp_path / "slow"
+    recipes.mkdir()
+    (recipes / "slow.json").write_text(json.dumps({
+        "RecipeFormatVersion": "2020-01-25", "ComponentName": "com.example.Slow",
+        "ComponentVersion": "1.0.0", "Manifests": [{"Platform": {"os": "linux"}, "Lifecycle": {
+            "Install": {"Script": "sleep 60", "Timeout": 120}, "Run": "sleep 60"}}]}))
+    slow = running.submit_deployment(DeploymentRequest(recipe_dir=recipes,
+                                                       merge={"com.example.Slow": "1.0.0"}))
+    queued = running.submit_deployment(DeploymentRequest(recipe_dir=tmp_path / "recipes",
+                                                         merge={TICKER: "1.0.0"}))
+    wait_until(lambda: running.deployment(slow.deployment_id).status == "IN_PROGRESS")
+    code, out, err = ggic(capsys, "local", "deployment", "cancel", "--root", root,
+                          "-i", queued.deployment_id)
+    assert code == 0, err
+    assert f"Cancel request submitted. Deployment ID: {queued.deployment_id}" in out
+    code, out, err = ggic(capsys, "local", "deployment", "cancel", "--root", root,
+                          "-i", slow.deployment_id)
+    assert code == 0, err
+    assert running.wait_for_deployment(slow.deployment_id, 20).status == "CANCELED"
+    assert running.deployment(queued.deployment_id).status == "CANCELED"
+    code, out, _ = ggic(capsys, "local", "deployment", "status", "--root", root,
+                        "-i", queued.deployment_id)
+    assert f"{queued.deployment_id}: CANCELED" in out
+    assert TICKER not in [c.name for c in running.components()]  # the queued one never ran
+    code, out, _ = ggic(capsys, "local", "deployment", "cancel", "--root", root,
+                        "-i", slow.deployment_id)
+    assert code == 0 and "deployment is already finished" in out
+    code, _out, err = ggic(capsys, "local", "deployment", "cancel", "--root", root,
+                           "-i", "not-a-uuid")
+    assert code == 1 and "DeploymentId is a UUID" in err
+    code, _out, err = ggic(capsys, "local", "deployment", "cancel", "--root", root,
+                           "-i", "0b9e6a34-6f8c-4a4e-9b43-0a4d8c0f6c1e")
+    assert code == 1 and "Cannot find the deployment id provided" in err
+
+
+def test_create_debug_password(running: LocalRuntime) -> None:
+    """#9.4: CreateDebugPassword as the CLI answers it: user 'debug', a fresh random password
+    valid for 8 hours, no certificate hashes (no local debug console)."""
+    import datetime
+
+    from ggic.local.cli_commands import connect
+
+    with connect(running.root) as client:
+        first = client.create_debug_password()
+        second = client.create_debug_password()
+    assert first.username == "debug"
+    assert len(first.password) >= 32 and first.password != second.password
+    left = first.password_expiration - datetime.datetime.now(datetime.timezone.utc)
+    assert datetime.timedelta(hours=7, minutes=59) < left <= datetime.timedelta(hours=8)
+    assert first.certificate_sha256_hash is None and first.certificate_sha1_hash is None

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ggic.local.config_store import ConfigStore
 from ggic.local.deployment import (
-    ConfigurationStore,
     DeploymentError,
     DeploymentRequest,
     LocalDeployer,
@@ -264,14 +264,13 @@ def test_configuration_merge_and_reset_across_deployments(project, tmp_path) -> 
     deployer, plan = deploy(project, merge={APP: "1.1.0"},
                             update_config=parse_update_config({APP: {"RESET": [""]}}))
     assert config(plan) == {"Message": "hi v1.1", "TopK": "10", "Nested": {"A": "100", "B": "2"}}
-    stored = ConfigurationStore.load(project["root"] / "config" / "configuration.json")
+    stored = ConfigStore.load(project["root"] / "config" / "configuration.json")
     assert stored.to_dict(APP) == config(plan)
 
 
 def test_runtime_updates_win_over_defaults(project) -> None:
     deployer, _ = deploy(project)
     deployer.configuration.update(APP, ["Nested"], {"A": "from IPC"})
-    deployer.save_configuration()
     _, plan = deploy(project)
     assert plan.component(APP).configuration["Nested"] == {"A": "from IPC", "B": "2"}
 
@@ -321,7 +320,7 @@ def test_remove_keeps_what_others_still_need(project, tmp_path) -> None:
     assert plan.removed == ("com.example.Solo",)
     assert plan.names == [MODEL, APP]  # still a dependency of the app
     assert plan.root_components == {APP: "1.0.0"}
-    assert "com.example.Solo" not in deployer.configuration.trees
+    assert not deployer.configuration.has("com.example.Solo")
 
 
 def test_a_later_deployment_reuses_the_component_store(project) -> None:
@@ -393,3 +392,19 @@ def test_malformed_recipe_in_the_folder_names_the_file(project) -> None:
     (project["recipes"] / "broken.yaml").write_text("ComponentName: x\n")
     with pytest.raises(DeploymentError, match=r"broken.yaml: RecipeFormatVersion"):
         deploy(project)
+
+
+def test_the_whole_artifact_folder_is_laid_out_and_counts_for_reinstall(project) -> None:
+    extra = project["artifacts"] / APP / "1.0.0" / "extra" / "notes.txt"
+    extra.parent.mkdir()
+    extra.write_text("v1")
+    deploy(project)
+    laid_out = project["root"] / "packages" / "artifacts" / APP / "1.0.0" / "extra" / "notes.txt"
+    assert laid_out.read_text() == "v1"
+    # from the component store alone, the laid-out copy counts as the same files
+    store_only = LocalDeployer(project["root"], platform=LINUX, thing_name="TestThing")
+    assert store_only.plan(DeploymentRequest()).component(APP).change == "unchanged"
+    extra.write_text("v2")
+    _, plan = deploy(project)
+    assert plan.component(APP).change == "reinstall"
+    assert laid_out.read_text() == "v2"

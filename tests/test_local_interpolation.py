@@ -114,3 +114,17 @@ def test_interpolate_walks_values_not_keys() -> None:
 ])
 def test_values_render_like_the_nucleus(value, text) -> None:
     assert render_value(value) == text
+
+
+def test_a_dependency_with_a_hyphenated_name_is_substituted() -> None:
+    """The nucleus's pattern is [.\\w-]+ (KernelConfigResolver): public components such as
+    aws-greengrass-labs-* have hyphens in their names."""
+    dep = "com.example.my-model"
+    dep_vars = ComponentVariables(dep, ComponentPaths.under(ROOT, dep, "1.0.0"),
+                                  {"Model-Name": "resnet50"})
+    ctx = InterpolationContext(component=ME, kernel_root=ROOT, thing_name="MyThing",
+                               direct_dependencies=frozenset({dep}),
+                               deployed={ME.name: ME, dep: dep_vars})
+    text = f"{{{dep}:artifacts:decompressedPath}}/m {{{dep}:configuration:/Model-Name}}"
+    assert interpolate_string(text, ctx) == \
+        f"/gg/packages/artifacts-unarchived/{dep}/1.0.0/m resnet50"

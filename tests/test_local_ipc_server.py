@@ -14,9 +14,8 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import awsiot.greengrasscoreipc
 import pytest
@@ -35,6 +34,7 @@ from awsiot.greengrasscoreipc.model import (
 )
 
 from ggic.local import ipc_errors
+from ggic.local.control_api import ControlHandler
 from ggic.local.eventstream import (
     PRELUDE_LENGTH,
     Header,
@@ -47,68 +47,13 @@ from ggic.local.eventstream import (
     json_headers,
     rpc_view,
 )
-from ggic.local.ipc_operations import ControlHandler
 from ggic.local.ipc_server import IpcServer
+from ipc_clients import Connect, clients_of, ipc_error
+from waiting import wait_until
 
 WAIT = 5.0
 COMPONENT = "com.custom.requester"
 OPEN_PUBSUB = {"aws.greengrass.ipc.pubsub": {"all": {"operations": ["*"], "resources": ["*"]}}}
-
-
-@pytest.fixture
-def socket_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return Path(tmp_path_factory.mktemp("ipc"))
-
-
-@pytest.fixture
-def server(socket_dir: Path) -> Iterator[IpcServer]:
-    ipc = IpcServer(socket_dir / "ipc.sock")
-    ipc.start()
-    yield ipc
-    ipc.close()
-
-
-Connect = Callable[..., GreengrassCoreIPCClientV2]
-
-
-@contextmanager
-def clients_of(server: IpcServer) -> Iterator[Connect]:
-    clients: list[GreengrassCoreIPCClientV2] = []
-
-    def _connect(name: str, **register: Any) -> GreengrassCoreIPCClientV2:
-        token = server.register_component(name, **register)
-        connection = awsiot.greengrasscoreipc.connect(
-            ipc_socket=str(server.socket_path), authtoken=token
-        )
-        client = GreengrassCoreIPCClientV2(client=connection, executor=None)
-        clients.append(client)
-        return client
-
-    try:
-        yield _connect
-    finally:
-        for client in clients:
-            client.close()
-
-
-@pytest.fixture
-def connect(server: IpcServer) -> Iterator[Connect]:
-    with clients_of(server) as _connect:
-        yield _connect
-
-
-@contextmanager
-def ipc_error(error_type: type, fragment: str) -> Iterator[None]:
-    with pytest.raises(error_type) as caught:
-        yield
-    assert fragment in caught.value.message
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 # --- handshake and lifecycle ----------------------------------------------------------------
@@ -127,9 +72,12 @@ def test_connects_through_the_component_environment(
 ) -> None:
     server.register_component(COMPONENT, configuration={"Interval": "10"})
     env = server.component_env(COMPONENT)
+    token = server.component_env(COMPONENT)["SVCUID"]
     assert env == {
         "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": str(server.socket_path),
-        "SVCUID": server.component_env(COMPONENT)["SVCUID"],
+        "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH": str(server.socket_path),
+        "SVCUID": token,
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": token,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -212,7 +160,8 @@ def test_many_connections(server: IpcServer, connect: Connect) -> None:
     for thread in publishers:
         thread.start()
     for thread in publishers:
-        thread.join()
+        thread.join(WAIT)
+        assert not thread.is_alive()
     for inbox in inboxes:
         got = sorted(inbox.get(timeout=WAIT).json_message.message["n"] for _ in range(4))
         assert got == [0, 1, 2, 3]
@@ -399,6 +348,50 @@ def test_control_operations_are_delegated(socket_dir: Path) -> None:
     # the refused (non-cli) restart never reached the runtime
     assert [call for call in runtime.calls if call[0] == "restart_component"] == [
         ("restart_component", {"componentName": COMPONENT})
+    ]
+
+
+def test_a_component_with_a_cli_policy_may_call_the_cli_operations(socket_dir: Path) -> None:
+    """#9.4, as the greengrass-cli's CLIEventStreamAgent.authorizeRequest: an
+    aws.greengrass.Cli policy allows its operations on the component name, the deployment id or
+    "*" (list and create operations)."""
+    runtime = FakeRuntime()
+    policy = {
+        "aws.greengrass.Cli": {
+            "com.example.Ops:cli:1": {
+                "operations": ["aws.greengrass#ListComponents",
+                               "aws.greengrass#RestartComponent",
+                               "aws.greengrass#GetLocalDeploymentStatus"],
+                "resources": ["*"],
+            },
+            "com.example.Ops:cli:2": {
+                "operations": ["aws.greengrass#GetComponentDetails"],
+                "resources": [COMPONENT],
+            },
+        }
+    }
+    with (
+        IpcServer(socket_dir / "ipc.sock", control_handler=runtime) as ipc,
+        clients_of(ipc) as connect,
+    ):
+        ops = connect("com.example.Ops", access_control=policy)
+        assert [c.component_name for c in ops.list_components().components] == [COMPONENT]
+        assert ops.restart_component(component_name=COMPONENT).restart_status == (
+            RequestStatus.SUCCEEDED
+        )
+        assert ops.get_local_deployment_status(deployment_id="d-7").deployment.status == (
+            "SUCCEEDED"
+        )
+        assert ops.get_component_details(component_name=COMPONENT).component_details.state == (
+            LifecycleState.RUNNING
+        )
+        with ipc_error(UnauthorizedError, "GetComponentDetails on resource com.example.other"):
+            ops.get_component_details(component_name="com.example.other")
+        with ipc_error(UnauthorizedError, "CreateLocalDeployment on resource *"):
+            ops.create_local_deployment(root_component_versions_to_add={COMPONENT: "1.0.0"})
+    assert [name for name, _ in runtime.calls] == [
+        "list_components", "restart_component", "get_local_deployment_status",
+        "get_component_details",
     ]
 
 

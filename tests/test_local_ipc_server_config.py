@@ -5,12 +5,8 @@ from __future__ import annotations
 import datetime
 import queue
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable
 
-import awsiot.greengrasscoreipc
 import pytest
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import (
@@ -21,6 +17,7 @@ from awsiot.greengrasscoreipc.model import (
 )
 
 from ggic.local.ipc_server import IpcServer
+from ipc_clients import Connect, ipc_error
 
 WAIT = 5.0
 CLASSIFIER = "com.custom.ImageClassifier"
@@ -34,36 +31,13 @@ CLASSIFIER_CONFIG = {
 
 
 @pytest.fixture
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IpcServer]:
-    ipc = IpcServer(Path(tmp_path_factory.mktemp("ipc")) / "ipc.sock")
-    ipc.start()
-    yield ipc
-    ipc.close()
-
-
-@pytest.fixture
-def connect(server: IpcServer) -> Iterator[Callable[..., GreengrassCoreIPCClientV2]]:
-    clients: list[GreengrassCoreIPCClientV2] = []
+def connect(connect: Connect) -> Connect:
+    """The shared ``connect``, with the configuration as its second argument."""
 
     def _connect(name: str, configuration: dict | None = None) -> GreengrassCoreIPCClientV2:
-        token = server.register_component(name, configuration=configuration)
-        connection = awsiot.greengrasscoreipc.connect(
-            ipc_socket=str(server.socket_path), authtoken=token
-        )
-        client = GreengrassCoreIPCClientV2(client=connection, executor=None)
-        clients.append(client)
-        return client
+        return connect(name, configuration=configuration)
 
-    yield _connect
-    for client in clients:
-        client.close()
-
-
-@contextmanager
-def ipc_error(error_type: type, fragment: str) -> Iterator[None]:
-    with pytest.raises(error_type) as caught:
-        yield
-    assert fragment in caught.value.message
+    return _connect
 
 
 class ChangeLog:
@@ -240,3 +214,63 @@ def test_watching_a_missing_key_is_refused(connect: Callable[..., Any]) -> None:
         watch(classifier, key_path=["Nope"])
     with ipc_error(ResourceNotFoundError, "Key not found"):
         watch(classifier, component_name="com.example.unknown")
+
+
+def test_configuration_keys_are_case_insensitive_like_the_nucleus(
+    server: IpcServer, connect: Callable[..., Any]
+) -> None:
+    """The nucleus's Topics key children by CaseInsensitiveString: any case finds a key, and a
+    write in another case updates it, keeping the first spelling."""
+    classifier = connect(CLASSIFIER, CLASSIFIER_CONFIG)
+    assert classifier.get_configuration(key_path=["tuning", "topk"]).value == {"TopK": "5"}
+    assert classifier.get_configuration(key_path=["TUNING"]).value == CLASSIFIER_CONFIG["Tuning"]
+    changes, _ = watch(classifier, key_path=["tuning"])
+    classifier.update_configuration(
+        key_path=["TUNING"], timestamp=now(), value_to_merge={"topk": "3"}
+    )
+    assert changes.take() == (CLASSIFIER, ["Tuning", "TopK"])
+    assert server.get_configuration(CLASSIFIER)["Tuning"] == {
+        **CLASSIFIER_CONFIG["Tuning"],
+        "TopK": "3",
+    }
+    with ipc_error(InvalidArgumentsError, "accessControl"):
+        classifier.update_configuration(
+            timestamp=now(), value_to_merge={"AccessControl": {"x": {}}}
+        )
+
+
+def test_update_configuration_merges_leaf_by_leaf_by_write_time(
+    server: IpcServer, connect: Callable[..., Any]
+) -> None:
+    """ConfigStoreIPCEventStreamAgent: each leaf takes the value only if the update is not older
+    than the leaf's last write (Topic.withNewerValue); the call then fails if anything under
+    keyPath is newer than the update."""
+    classifier = connect(CLASSIFIER, CLASSIFIER_CONFIG)
+    earlier = now()
+    later = earlier + datetime.timedelta(seconds=5)
+    classifier.update_configuration(
+        key_path=["Tuning"], timestamp=later, value_to_merge={"TopK": "7"}
+    )
+    with ipc_error(FailedUpdateConditionCheckError, "older"):
+        classifier.update_configuration(
+            key_path=["Tuning"],
+            timestamp=earlier,
+            value_to_merge={"TopK": "1", "Threshold": "0.9", "New": "x"},
+        )
+    tuning = server.get_configuration(CLASSIFIER)["Tuning"]
+    assert (tuning["TopK"], tuning["Threshold"], tuning["New"]) == ("7", "0.9", "x")
+
+
+def test_writes_by_the_runtime_count_for_update_configuration(
+    server: IpcServer, connect: Callable[..., Any]
+) -> None:
+    """A deployment's write (here the runtime replacing the configuration) is stamped too, so a
+    component's update older than it does not overwrite it."""
+    classifier = connect(CLASSIFIER, CLASSIFIER_CONFIG)
+    before = now() - datetime.timedelta(seconds=5)
+    server.set_configuration(CLASSIFIER, {**CLASSIFIER_CONFIG, "ModelProfile": "vgg16"})
+    with ipc_error(FailedUpdateConditionCheckError, "older"):
+        classifier.update_configuration(
+            timestamp=before, value_to_merge={"ModelProfile": "stale"}
+        )
+    assert server.get_configuration(CLASSIFIER)["ModelProfile"] == "vgg16"

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import logging
 import queue
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable
 
-import awsiot.greengrasscoreipc
 import pytest
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import (
@@ -19,11 +14,14 @@ from awsiot.greengrasscoreipc.model import (
     JsonMessage,
     PublishMessage,
     ReceiveMode,
+    ServiceError,
     SubscriptionResponseMessage,
     UnauthorizedError,
 )
 
 from ggic.local.ipc_server import IpcServer
+from ipc_clients import Connect, ipc_error
+from waiting import wait_until
 
 PUBLISH = "aws.greengrass#PublishToTopic"
 SUBSCRIBE = "aws.greengrass#SubscribeToTopic"
@@ -44,31 +42,13 @@ OPEN_ACL = {"aws.greengrass.ipc.pubsub": {"all": {"operations": ["*"], "resource
 
 
 @pytest.fixture
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IpcServer]:
-    ipc = IpcServer(Path(tmp_path_factory.mktemp("ipc")) / "ipc.sock")
-    ipc.start()
-    yield ipc
-    ipc.close()
-
-
-@pytest.fixture
-def connect(server: IpcServer) -> Iterator[Callable[..., GreengrassCoreIPCClientV2]]:
-    clients: list[GreengrassCoreIPCClientV2] = []
+def connect(connect: Connect) -> Connect:
+    """The shared ``connect``, with the pub/sub policy as its second argument (default: open)."""
 
     def _connect(name: str, access_control: Any = OPEN_ACL) -> GreengrassCoreIPCClientV2:
-        token = server.register_component(name, access_control=access_control)
-        connection = awsiot.greengrasscoreipc.connect(
-            ipc_socket=str(server.socket_path), authtoken=token
-        )
-        # executor=None: callbacks run in arrival order on the network thread (they only
-        # put into a queue), which makes "nothing else arrived" checks deterministic
-        client = GreengrassCoreIPCClientV2(client=connection, executor=None)
-        clients.append(client)
-        return client
+        return connect(name, access_control=access_control)
 
-    yield _connect
-    for client in clients:
-        client.close()
+    return _connect
 
 
 class Inbox:
@@ -106,21 +86,6 @@ def publish_bytes(client: GreengrassCoreIPCClientV2, topic: str, data: bytes) ->
     client.publish_to_topic(
         topic=topic, publish_message=PublishMessage(binary_message=BinaryMessage(message=data))
     )
-
-
-@contextmanager
-def ipc_error(error_type: type, fragment: str) -> Iterator[None]:
-    """Like pytest.raises(match=...) for the SDK's error shapes (their str() is empty)."""
-    with pytest.raises(error_type) as caught:
-        yield
-    assert fragment in caught.value.message
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def test_json_message_reaches_the_subscriber(connect: Callable[..., Any]) -> None:
@@ -272,7 +237,7 @@ def test_server_side_publish_and_subscribe(server: IpcServer, connect: Callable[
     with pytest.raises(ValueError):
         server.publish("local/+", {})
     with pytest.raises(ValueError):
-        server.subscribe("local/#/x", lambda topic, message: None)
+        server.publish("/", {})  # no topic level
 
 
 def test_unauthorized_publish_and_subscribe(
@@ -325,8 +290,8 @@ def test_invalid_publish_requests(connect: Callable[..., Any]) -> None:
             topic="local/t",
             publish_message=PublishMessage(json_message=JsonMessage(message=[1, 2])),
         )
-    with ipc_error(InvalidArgumentsError, "last level"):
-        subscribe(client, "local/#/x")
+    with ipc_error(ServiceError, "no topic level"):
+        publish_json(client, "/", {})
     with ipc_error(InvalidArgumentsError, "receiveMode"):
         subscribe(client, "local/x", receive_mode="SOMETIMES")
 
@@ -358,3 +323,22 @@ def test_the_client_refuses_frames_over_its_own_cap(connect: Callable[..., Any])
     with pytest.raises(RuntimeError, match="AWS_ERROR_EVENT_STREAM_MESSAGE_FIELD_SIZE_EXCEEDED"):
         publish_bytes(client, "local/t", b"x" * (19 * MiB))
     publish_json(client, "local/t", {"still": "connected"})
+
+
+def test_topic_edge_cases_through_the_sdk(connect: Callable[..., Any]) -> None:
+    """#9.11, as the nucleus's SubscriptionTrie: a trailing '/' is dropped (filter and topic),
+    a '#' before the end matches one level, a filter of only '/' receives nothing."""
+    listener = connect("com.example.listener")
+    talker = connect("com.example.talker")
+    trailing, _ = subscribe(listener, "sensors/t/")
+    middle, _ = subscribe(listener, "a/#/c")
+    slash, _ = subscribe(listener, "/")
+    publish_json(talker, "sensors/t", {"n": 1})
+    publish_json(talker, "a/x/y/c", {"n": 2})  # two levels where '#' takes one: not delivered
+    publish_json(talker, "a/x/c", {"n": 3})
+    publish_json(talker, "sensors/t/", {"n": 4})
+    assert trailing.take() == ("sensors/t", {"n": 1})
+    assert trailing.take() == ("sensors/t/", {"n": 4})
+    assert middle.take() == ("a/x/c", {"n": 3})
+    for inbox in (trailing, middle, slash):
+        inbox.assert_empty()

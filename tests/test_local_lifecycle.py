@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from ggic.local.lifecycle import (
     start_order,
 )
 from ggic.local.recipe import parse_lifecycle
+from waiting import wait_until
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="lifecycle scripts use sh")
 
@@ -54,12 +56,8 @@ def read(path: Path) -> str:
 
 
 def wait_for_file(path: Path, timeout: float = WAIT) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text():
-            return path.read_text()
-        time.sleep(0.02)
-    raise AssertionError(f"{path} never appeared")
+    """The file's text once it exists and is not empty."""
+    return wait_until(lambda: path.exists() and path.read_text(), timeout)
 
 
 def pid_alive(pid: int) -> bool:
@@ -75,13 +73,11 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def eventually(predicate, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
+    try:
+        return bool(wait_until(predicate, timeout))
+    except AssertionError:
+        return False
 
 
 def test_install_then_run_with_env_setenv_and_work_dir(tmp_path: Path) -> None:
@@ -124,6 +120,35 @@ def test_skipif(tmp_path: Path, skipif: str, runs: bool) -> None:
     finally:
         runner.close(WAIT)
     assert out.exists() is runs
+
+
+def test_a_skipped_startup_still_leads_to_run(tmp_path: Path) -> None:
+    """GenericExternalService.startup: a Startup that did nothing (skipped) runs Run."""
+    out = tmp_path / "ran"
+    runner, recorder = make_runner(tmp_path, {
+        "Startup": {"Skipif": "onpath sh", "Script": "exit 1"},
+        "Run": f"touch {out}; sleep 30",
+    })
+    try:
+        runner.start()
+        assert runner.wait_for_state(State.RUNNING, WAIT)
+        wait_until(out.exists, WAIT)
+    finally:
+        runner.close(WAIT)
+    assert "ERRORED" not in recorder.states("com.example.C")
+
+
+def test_a_skipped_run_reports_finished(tmp_path: Path) -> None:
+    """GenericExternalService.handleRunScript: a Run that did nothing -> FINISHED."""
+    runner, recorder = make_runner(tmp_path, {
+        "Run": {"Skipif": "onpath sh", "Script": "sleep 30"},
+    })
+    try:
+        runner.start()
+        assert runner.wait_for_state(State.FINISHED, WAIT)
+    finally:
+        runner.close(WAIT)
+    assert recorder.states("com.example.C") == ["INSTALLED", "STARTING", "FINISHED"]
 
 
 def test_should_skip_refuses_other_expressions() -> None:

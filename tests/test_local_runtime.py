@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 
 from ggic.local.deployment import DeploymentRequest, parse_update_config
 from ggic.local.lifecycle import State
-from test_local_runtime_helpers import (
+from local_components import (
     CRASHER,
     PROBE,
     TICKER,
@@ -21,12 +22,12 @@ from test_local_runtime_helpers import (
     probe_access_control,
     probe_events,
     run_ggic,
-    wait_until,
     write_crasher,
     write_probe,
     write_recipe,
     write_ticker,
 )
+from waiting import wait_until
 
 BASE = "com.example.Base"
 
@@ -183,3 +184,133 @@ def test_a_deep_root_gets_a_short_socket_and_its_token_file_says_where(tmp_path:
         assert info["cli_auth_token"] == runtime.cli_token
         assert "too long for a Unix socket path" in runtime.log_path().read_text()
     assert not runtime.socket_path.parent.exists()
+
+
+def test_configuration_records_and_logs_are_private_to_the_runtime_user(tmp_path: Path) -> None:
+    """#8.12: a component's configuration may hold secrets; the deployment records and logs
+    say what ran. All are 0600 in 0700 folders (as cli.token), even under a 022 umask, while
+    the components still reach the IPC socket."""
+    recipes = tmp_path / "recipes"
+    topic = "ml/secret"
+    write_probe(recipes, tmp_path / "scripts", defaults={
+        "ApiKey": "s3cr3t", "IotCoreTopic": topic,
+        "accessControl": probe_access_control(topic)})
+    root = tmp_path / "root"
+    old_umask = os.umask(0o022)
+    try:
+        with fast_runtime(root) as runtime:
+            assert runtime.deploy(request(recipes, {PROBE: "1.0.0"}), 30).status == "SUCCEEDED"
+            assert runtime.wait_for_report(PROBE, "RUNNING", 15)  # it reached the socket
+            wait_until(lambda: runtime.iot_core_messages())
+            files = [root / "config" / "configuration.json", root / "config" / "deployment.json",
+                     root / "config" / "local_deployments.json", root / "logs" / "greengrass.log",
+                     root / "logs" / f"{PROBE}.log", root / "logs" / "iotcore.jsonl",
+                     root / "cli.token"]
+            modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+            assert modes == {p.name: "0o600" for p in files}
+            folders = [root / "config", root / "logs"]
+            modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in folders}
+            assert modes == {"config": "0o700", "logs": "0o700"}
+            assert "s3cr3t" in (root / "config" / "configuration.json").read_text()
+    finally:
+        os.umask(old_umask)
+
+
+def test_a_recipe_without_artifacts_runs_from_the_whole_artifact_folder(tmp_path: Path) -> None:
+    """#9.1: AWS's HelloWorld tutorial style: no Artifacts section, the script (and what it
+    reads) only sits in --artifactDir/<name>/<version>/, which the nucleus copies whole."""
+    name, version = "com.example.HelloWorld", "1.0.0"
+    recipes, artifacts = tmp_path / "recipes", tmp_path / "artifacts"
+    write_recipe(recipes, name, version,
+                 f"'{sys.executable}' -u {{artifacts:path}}/hello_world.py")
+    folder = artifacts / name / version
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "greeting.txt").write_text("Hello from the artifact folder")
+    (folder / "hello_world.py").write_text(
+        "import pathlib\n"
+        "print((pathlib.Path(__file__).parent / 'data' / 'greeting.txt').read_text())\n")
+    with fast_runtime(tmp_path / "root") as runtime:
+        record = runtime.deploy(DeploymentRequest(recipe_dir=recipes, artifact_dir=artifacts,
+                                                  merge={name: version}), 30)
+        assert record.status == "SUCCEEDED", record.error
+        assert runtime.wait_for_state(name, State.FINISHED, 15)
+        assert "Hello from the artifact folder" in runtime.log_path(name).read_text()
+        laid_out = runtime.root / "packages" / "artifacts" / name / version
+        assert (laid_out / "data" / "greeting.txt").is_file()
+
+
+STARTUP_REPORTER = r'''
+import sys, time
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+
+client = GreengrassCoreIPCClientV2()
+client.update_state(state=sys.argv[1])
+print("reported", sys.argv[1], flush=True)
+time.sleep(60)
+'''
+
+
+def write_startup_reporter(tmp_path: Path, state: str, timeout: int) -> tuple[Path, str]:
+    """A component whose Startup process reports ``state`` through the real SDK, then stays."""
+    name = "com.example.StartupReporter"
+    script = tmp_path / "scripts" / "startup_reporter.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(STARTUP_REPORTER)
+    recipes = tmp_path / "recipes"
+    recipes.mkdir(parents=True, exist_ok=True)
+    (recipes / f"{name}.json").write_text(json.dumps({
+        "RecipeFormatVersion": "2020-01-25", "ComponentName": name, "ComponentVersion": "1.0.0",
+        "Manifests": [{"Platform": {"os": "linux"}, "Lifecycle": {"Startup": {
+            "Script": f"exec '{sys.executable}' '{script}' {state}", "Timeout": timeout}}}]}))
+    return recipes, name
+
+
+def test_update_state_running_from_startup_moves_to_running(tmp_path: Path) -> None:
+    """#9.2: the nucleus moves STARTING -> RUNNING on UpdateState(RUNNING) from a Startup
+    process, which runs on, and the startup timeout no longer applies (Lifecycle.reportState)."""
+    recipes, name = write_startup_reporter(tmp_path, "RUNNING", timeout=4)
+    with fast_runtime(tmp_path / "root") as runtime:
+        record = runtime.deploy(request(recipes, {name: "1.0.0"}), 30)
+        assert record.status == "SUCCEEDED", record.error
+        assert runtime.state(name) == State.RUNNING
+        wait_until(lambda: "reported RUNNING" in runtime.log_path(name).read_text())
+        # past the 4 s startup timeout (counted from before the report): still RUNNING
+        assert not runtime.wait_for_state(name, (State.ERRORED, State.BROKEN), 4.5)
+        assert runtime.state(name) == State.RUNNING
+        assert "timed out" not in runtime.log_path(name).read_text()
+
+
+def test_update_state_errored_during_startup_is_an_error(tmp_path: Path) -> None:
+    """#9.2: UpdateState(ERRORED) while STARTING counts as an error (restart; the third makes
+    it BROKEN), long before the startup timeout."""
+    recipes, name = write_startup_reporter(tmp_path, "ERRORED", timeout=120)
+    with fast_runtime(tmp_path / "root") as runtime:
+        runtime.submit_deployment(request(recipes, {name: "1.0.0"}))
+        assert runtime.wait_for_state(name, State.BROKEN, 30)
+        text = runtime.log_path(name).read_text()
+        assert text.count("shell-runner-start") == 3  # started three times, errored three times
+        assert "the component reported ERRORED (UpdateState)" in text
+
+
+def test_components_get_the_nucleus_environment(tmp_path: Path) -> None:
+    """#9.9: the variables the nucleus sets for every lifecycle script (IPCEventStreamService,
+    ShellRunner, Kernel): both socket variables, the token for TES, the root CA path, the
+    nucleus version."""
+    names = ["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH",
+             "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", "SVCUID",
+             "AWS_CONTAINER_AUTHORIZATION_TOKEN", "GG_ROOT_CA_PATH", "GGC_VERSION"]
+    out = tmp_path / "env.json"
+    dump = (f"'{sys.executable}' -c \"import json, os; json.dump({{n: os.environ.get(n) for n "
+            f"in {names!r}}}, open('{out}', 'w'))\"")
+    recipes = tmp_path / "recipes"
+    write_recipe(recipes, "com.example.Env", "1.0.0", dump)
+    with fast_runtime(tmp_path / "root") as runtime:
+        record = runtime.deploy(request(recipes, {"com.example.Env": "1.0.0"}), 30)
+        assert record.status == "SUCCEEDED", record.error
+        env = json.loads(wait_until(lambda: out.exists() and out.read_text()))
+    socket_path = str(runtime.socket_path)
+    assert env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH"] == socket_path
+    assert env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"] == socket_path
+    assert env["SVCUID"] and env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == env["SVCUID"]
+    assert env["GG_ROOT_CA_PATH"] == ""  # no root CA here: the nucleus sets "" then
+    assert env["GGC_VERSION"] == "2.12.0"

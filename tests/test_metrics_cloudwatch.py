@@ -275,7 +275,7 @@ def test_the_stand_in_deploys_under_ggic_local_and_records_and_refuses(tmp_path,
     valid message and answers an invalid one on the status topic; `ggic local metrics`
     prints them."""
     from ggic.local.deployment import DeploymentRequest
-    from test_local_runtime_helpers import fast_runtime, run_ggic
+    from local_components import fast_runtime, run_ggic
 
     write_cloudwatch_stand_in(tmp_path / "stand-in")
     with fast_runtime(tmp_path / "root") as runtime:

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ggic.classifier.dlr_import import import_dlr
+from ggic.classifier.backends.dlr import import_dlr
 from ggic.modelgen.testnets import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ggic.classifier.dlr_import import import_dlr
+from ggic.classifier.backends.dlr import import_dlr
 from ggic.modelgen import (
     GraphBuilder,
     KernelCompileError,
@@ -349,7 +349,7 @@ def test_openmp_library_is_marked_nodelete_and_survives_model_teardown(tmp_path:
     script = textwrap.dedent(
         f"""
         import gc, numpy as np
-        from ggic.classifier.dlr_import import import_dlr
+        from ggic.classifier.backends.dlr import import_dlr
         dlr = import_dlr()
         m = dlr.DLRModel({str(files.directory)!r}, "cpu")
         x = np.linspace(-2, 2, 4096).astype(np.float32)

@@ -27,8 +27,8 @@ from ggic.modelgen.testnets import write_neo_like
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory) -> ClassificationPipeline:
     net = write_neo_like(tmp_path_factory.mktemp("stages") / "vgg", seed=3)
-    return ClassificationPipeline(*load_model(net.model_dir, resolve_profile("neo-vgg16"),
-                                              str(net.labels_path)))
+    return ClassificationPipeline(load_model(net.model_dir, resolve_profile("neo-vgg16"),
+                                             str(net.labels_path)))
 
 
 @pytest.fixture
@@ -68,14 +68,6 @@ def test_each_stage_returns_its_own_timing(pipeline, big_jpeg):
     assert list(timing) == ["load", "preprocess", "inference", "total"]
     assert timing["total"] >= timing["load"] + timing["preprocess"] + timing["inference"]
     assert [p.class_id for p in predictions] == list(np.argsort(-run.scores)[:3])
-
-
-def test_the_old_infer_api_still_reports_inference_time(pipeline, big_jpeg):
-    """The classifier service's current calls: ``infer(prepared)`` then ``timing_ms``."""
-    prepared = pipeline.prepare(ImageSource(SourceKind.PATH, path=str(big_jpeg)),
-                                InputLimits())
-    scores = pipeline.infer(prepared)
-    assert scores.shape == (1000,) and prepared.timing_ms["inference"] > 0
 
 
 def test_accepted_formats_apply_in_the_pipeline(pipeline, big_jpeg):

@@ -91,7 +91,7 @@ def world(tmp_path_factory, photos):
     try:
         assert server.wait_for_state(CLASSIFIER, "RUNNING", 60), (root / "classifier.log"
                                                                   ).read_text()
-        pipeline = ClassificationPipeline(*load_model(
+        pipeline = ClassificationPipeline(load_model(
             net.model_dir, resolve_profile("neo-vgg16"), str(net.labels_path)))
         yield {"server": server, "root": root, "results": results, "requests": requests,
                "pipeline": pipeline, "photos": photos}

@@ -297,19 +297,32 @@ def model_profile_value(value: Any) -> str | Mapping[str, Any]:
     raise ValueError(f"must be a profile name or an object, got {value!r}")
 
 
+def backend_name(value: str) -> None:
+    """A registered inference backend's name, or auto."""
+    from .classifier.backends.registry import BACKEND_CHOICES  # a leaf module: no cycle
+
+    if value not in BACKEND_CHOICES:
+        raise ValueError(f"must be one of {', '.join(BACKEND_CHOICES)}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class ClassifierConfig:
     """Configuration of com.custom.ImageClassifier (keys as in the recipe)."""
 
     model_dir: str = setting(
         "ModelDir", "", as_str,
-        doc="Directory of the compiled DLR model. Empty: the ModelStore model for this "
+        doc="Directory of the model (compiled DLR, or ONNX). Empty: the ModelStore model for this "
         "platform, as copied by the recipe's Install step.",
     )
     model_profile: Any = setting(
         "ModelProfile", "auto", model_profile_value,
         doc="auto | modelstore-resnet50 | neo-vgg16 | efficientnet-lite0 | an object "
         "describing a custom model (see README).",
+    )
+    backend: str = setting(
+        "Backend", "auto", lambda v: as_str(v).strip().lower(), backend_name,
+        doc="Inference backend: auto (by the model directory's files: *.onnx -> onnx, "
+        "compiled .so/.params/.json -> dlr) | dlr | onnx (needs ggic[onnx]).",
     )
     labels_path: str = setting(
         "LabelsPath", "", as_str,

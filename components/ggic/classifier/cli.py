@@ -25,7 +25,7 @@ def add_classifier_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run the com.custom.ImageClassifier component (needs Greengrass IPC)",
         description=(
             "Run the image classifier component: subscribe to the request topic over "
-            "Greengrass IPC, classify each request with the DLR model, publish one result per "
+            "Greengrass IPC, classify each request with the model, publish one result per "
             "request. Configuration comes from the component's Greengrass configuration (and "
             "follows its updates); the flags below override single keys. Connects to the "
             "nucleus (or `ggic local`) named by $AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_"
@@ -53,9 +53,9 @@ def run_classifier_command(args: argparse.Namespace) -> int:
 def add_classify_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "classify",
-        help="classify images in-process with a DLR model (no Greengrass needed)",
+        help="classify images in-process with a model (DLR or ONNX; no Greengrass needed)",
         description=(
-            "Load a DLR model and classify the given images (or .npy tensors) in this "
+            "Load a model (DLR or ONNX) and classify the given images (or .npy tensors) in this "
             "process: the quickest way to try a model. Same pipeline as the component."
         ),
     )
@@ -132,17 +132,16 @@ def run_tensor_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..config import model_profile_value
+    from .backends.registry import AUTO, inspect_model
     from .decode import decode_image
-    from .model import complete_profile, resolve_input
-    from .model_files import find_model_files, read_signature
+    from .model import profile_for
     from .preprocess import preprocess
     from .profiles import resolve_profile
 
     try:
         profile = resolve_profile(model_profile_value(args.model_profile))
         if args.model_dir is not None:
-            signature = read_signature(find_model_files(args.model_dir))
-            profile = complete_profile(profile, resolve_input(signature, profile))
+            profile, _ = profile_for(inspect_model(AUTO, args.model_dir).signature, profile)
         if profile.size is None or profile.layout is None:
             raise ConfigError([f"profile {profile.name} leaves the input size open: "
                                "give --model-dir"])

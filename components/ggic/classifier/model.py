@@ -1,57 +1,74 @@
-"""Loading a DLR model and running it, one inference at a time.
+"""A loaded model: the backend that runs it, the profile that feeds it, the labels that name
+its classes -- one object, which the pipeline, ``ggic classify`` and the service share.
 
-One ``DLRModel`` must never run from two threads at once (its input and output buffers are
-shared), so :class:`LoadedModel` serialises ``run`` with a lock; the classifier service also
-runs all inference on one thread.
+:func:`load_model` picks the backend (``Backend: auto`` by the directory's files), opens the
+model, completes the profile from the model's inputs (and its ``.meta``) and reads the labels.
+One model must be run from one thread at a time (see :mod:`.backends.base`).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..config import ConfigError
-from .dlr_import import import_dlr
+from .backends.base import Backend, ModelLoadError, ModelSignature, TensorSpec
+from .backends.registry import AUTO, choose_backend
 from .labels import Labels, find_labels
-from .model_files import (
-    ModelFiles,
-    ModelLoadError,
-    ModelSignature,
-    StagedModel,
-    TensorSpec,
-    find_model_files,
-    input_layout,
-    read_signature,
-)
 from .profiles import AUTO_DEFAULTS, BUILTIN_PROFILES, ModelProfile, custom_profile
+
+__all__ = ["LoadedModel", "ModelLoadError", "complete_profile", "input_layout", "load_model",
+           "profile_for", "profile_from_meta", "resolve_input"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    profile: ModelProfile
-    input: TensorSpec
-    output_names: tuple[str, ...]
-    load_ms: float
-    warmup_ms: float
+class LoadedModel:
+    """A model ready to run: its backend, completed profile, labels and image input."""
+
+    def __init__(self, backend: Backend, profile: ModelProfile, labels: Labels,
+                 input_spec: TensorSpec, *, load_ms: float = 0.0) -> None:
+        self.backend = backend
+        self.profile = profile
+        self.labels = labels
+        self.input_spec = input_spec
+        self.load_ms = load_ms
+        self.name = backend.model.directory.resolve().name
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.input_spec.shape)
+
+    @property
+    def signature(self) -> ModelSignature:
+        return self.backend.signature
 
     def summary(self) -> dict[str, str]:
+        """The ``model`` field of a result."""
         return {"name": self.name, "profile": self.profile.name}
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        """Run one inference on the image input and return the first output."""
+        return self.backend.run({self.input_spec.name: tensor})[0]
+
+    def warm_up(self) -> float:
+        """One inference on zeros (first runs allocate and fault in pages); its time in ms."""
+        started = time.perf_counter()
+        self.run(np.zeros(self.input_shape, dtype=np.float32))
+        return (time.perf_counter() - started) * 1000.0
+
+    def close(self) -> None:
+        self.backend.close()
 
 
 def resolve_input(signature: ModelSignature, profile: ModelProfile) -> TensorSpec:
     if profile.input_name is not None:
-        for spec in signature.inputs:
-            if spec.name == profile.input_name:
-                return spec
+        spec = signature.input_named(profile.input_name)
+        if spec is not None:
+            return spec
         names = ", ".join(s.name for s in signature.inputs) or "none"
         raise ModelLoadError(
             f"ModelProfile {profile.name} expects input {profile.input_name!r} but the model "
@@ -83,6 +100,19 @@ def profile_from_meta(signature: ModelSignature) -> ModelProfile | None:
     return None
 
 
+def input_layout(shape: tuple[int, ...]) -> tuple[str, tuple[int, int]] | None:
+    """("NCHW"|"NHWC", (height, width)) for a 4-D image input shape, if it is unambiguous."""
+    if len(shape) != 4:
+        return None
+    channels_first = shape[1] in (1, 3)
+    channels_last = shape[3] in (1, 3)
+    if channels_first and not channels_last:
+        return "NCHW", (int(shape[2]), int(shape[3]))
+    if channels_last and not channels_first:
+        return "NHWC", (int(shape[1]), int(shape[2]))
+    return None
+
+
 def complete_profile(profile: ModelProfile, spec: TensorSpec) -> ModelProfile:
     """Fill in what the profile leaves open (input name, layout, size) from the model."""
     discovered = input_layout(spec.shape)
@@ -103,20 +133,28 @@ def complete_profile(profile: ModelProfile, spec: TensorSpec) -> ModelProfile:
             f"input {spec.name} {list(spec.shape)} has {channels} channels in {layout}; "
             "the classifier feeds 3-channel images"
         )
+    if min(size) < 1:
+        raise ModelLoadError(
+            f"input {spec.name} {list(spec.shape)} has a dynamic image size; the classifier "
+            "needs a model with a fixed input size"
+        )
     if profile.size is not None and tuple(profile.size) != tuple(size):
         raise ModelLoadError(
             f"ModelProfile {profile.name} expects {profile.size[0]}x{profile.size[1]} input but "
             f"the model takes {size[0]}x{size[1]} ({spec.name} {list(spec.shape)})"
         )
+    size = (int(size[0]), int(size[1]))
     if profile.name == "auto":
-        profile = _builtin_matching(spec.name, layout) or profile
-    return profile.with_discovered(spec.name, layout, (int(size[0]), int(size[1])))
+        profile = _builtin_matching(spec.name, layout, size) or profile
+    return profile.with_discovered(spec.name, layout, size)
 
 
-def _builtin_matching(input_name: str, layout: str) -> ModelProfile | None:
-    """With ``auto``: the built-in profile whose input name and layout the model has."""
+def _builtin_matching(input_name: str, layout: str,
+                      size: tuple[int, int]) -> ModelProfile | None:
+    """With ``auto``: the built-in profile whose input name, layout and size the model has."""
     for profile in BUILTIN_PROFILES.values():
-        if profile.input_name == input_name and profile.layout == layout:
+        if (profile.input_name == input_name and profile.layout == layout
+                and profile.size in (None, size)):
             log.info("ModelProfile auto: input %s %s matches profile %s",
                      input_name, layout, profile.name)
             return profile
@@ -125,103 +163,46 @@ def _builtin_matching(input_name: str, layout: str) -> ModelProfile | None:
     return None
 
 
-class LoadedModel:
-    """A DLR model ready to run, with its labels and completed profile."""
-
-    def __init__(self, files: ModelFiles, profile: ModelProfile, labels: Labels,
-                 signature: ModelSignature) -> None:
-        self.files = files
-        self.labels = labels
-        self._lock = threading.Lock()
-        if profile.name == "auto":
-            profile = profile_from_meta(signature) or profile
-        spec = resolve_input(signature, profile)
-        self.profile = complete_profile(profile, spec)
-        self.input_spec = spec
-        self._staged = StagedModel(files)
-        started = time.perf_counter()
-        try:
-            dlr = import_dlr()
-            self._model: Any = dlr.DLRModel(str(self._staged.path), "cpu", use_default_dlr=False)
-        except Exception as exc:
-            self._staged.close()
-            raise ModelLoadError(_explain_dlr_failure(files, exc)) from exc
-        self.load_ms = (time.perf_counter() - started) * 1000.0
-        self.output_names = tuple(self._model.get_output_names() or ())
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.input_spec.shape)
-
-    def run(self, tensor: np.ndarray) -> np.ndarray:
-        """Run one inference and return the first output."""
-        if tuple(tensor.shape) != self.input_shape:
-            raise ValueError(
-                f"input shape {list(tensor.shape)} != model's {list(self.input_shape)}"
-            )
-        with self._lock:
-            outputs = self._model.run({self.input_spec.name: tensor})
-        return np.asarray(outputs[0])
-
-    def warm_up(self) -> float:
-        """One inference on zeros (first runs allocate and fault in pages); its time in ms."""
-        started = time.perf_counter()
-        self.run(np.zeros(self.input_shape, dtype=np.float32))
-        return (time.perf_counter() - started) * 1000.0
-
-    def close(self) -> None:
-        with self._lock:
-            self._model = None
-        self._staged.close()
-
-
-def _explain_dlr_failure(files: ModelFiles, exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    if type(exc).__name__ == "DLRLibraryNotFound" or "Cannot find DLR Library" in text:
-        return (
-            "DLR's native library libdlr.so was not found. On x86_64 Linux install dlr==1.6.0 "
-            "(its wheel ships libdlr.so); on aarch64/armv7l put a libdlr.so built for the device "
-            f"in the model directory or name it in $DLR_LIBRARY_PATH. ({text})"
-        )
-    return (
-        f"DLR could not load the model in {files.directory}: {text}. Check that the model was "
-        "compiled for this device's architecture and for the 'cpu' target."
-    )
+def profile_for(signature: ModelSignature, profile: ModelProfile) -> tuple[ModelProfile,
+                                                                           TensorSpec]:
+    """The completed profile for a model and its image input (``auto``: from the .meta, then
+    from the input's name and layout)."""
+    if profile.name == "auto":
+        profile = profile_from_meta(signature) or profile
+    spec = resolve_input(signature, profile)
+    return complete_profile(profile, spec), spec
 
 
 def load_model(model_dir: str | Path, profile: ModelProfile, labels_path: str = "",
-               *, warm_up: bool = True) -> tuple[LoadedModel, ModelInfo]:
-    """Load, check and warm up a model; raise ModelLoadError saying how to fix any problem."""
-    files = find_model_files(model_dir)
-    signature = read_signature(files)
+               *, backend: str = AUTO, warm_up: bool = True) -> LoadedModel:
+    """Load, check and (optionally) warm up a model; ModelLoadError saying how to fix any
+    problem. ``backend``: a registered backend name, or ``auto`` (by the directory's files)."""
+    backend_cls = choose_backend(backend, model_dir)
+    started = time.perf_counter()
+    opened = backend_cls.open(Path(model_dir))
+    load_ms = (time.perf_counter() - started) * 1000.0
     try:
-        labels = find_labels(labels_path, files.directory)
-    except ValueError as exc:
-        raise ModelLoadError(f"{exc}: fix LabelsPath") from None
-    model = LoadedModel(files, profile, labels, signature)
-    warmup_ms = 0.0
-    if warm_up:
+        completed, spec = profile_for(opened.signature, profile)
         try:
-            warmup_ms = model.warm_up()
-        except Exception as exc:
-            model.close()
-            raise ModelLoadError(f"warm-up inference failed: {exc}") from exc
-    num_classes = _output_classes(signature)
+            labels = find_labels(labels_path, opened.model.directory)
+        except ValueError as exc:
+            raise ModelLoadError(f"{exc}: fix LabelsPath") from None
+        model = LoadedModel(opened, completed, labels, spec, load_ms=load_ms)
+        warmup_ms = model.warm_up() if warm_up else 0.0
+    except ModelLoadError:
+        opened.close()
+        raise
+    except Exception as exc:
+        opened.close()
+        raise ModelLoadError(f"warm-up inference failed: {exc}") from exc
+    num_classes = _output_classes(opened.signature)
     if num_classes and len(labels) and not labels.covers(num_classes):
         log.warning("labels %s have %d entries but the model outputs %d classes",
                     labels.source, len(labels), num_classes)
-    info = ModelInfo(
-        name=files.directory.resolve().name,
-        profile=model.profile,
-        input=model.input_spec,
-        output_names=model.output_names,
-        load_ms=model.load_ms,
-        warmup_ms=warmup_ms,
-    )
     warmed = f"warm-up {warmup_ms:.1f} ms" if warm_up else "not warmed up yet"
-    log.info("loaded model %s in %.1f ms (%s): %s; labels: %s",
-             files.directory, model.load_ms, warmed, model.profile.describe(), labels.source)
-    return model, info
+    log.info("loaded %s model %s in %.1f ms (%s): %s; labels: %s", backend_cls.name,
+             opened.model.directory, load_ms, warmed, completed.describe(), labels.source)
+    return model
 
 
 def _output_classes(signature: ModelSignature) -> int:

@@ -19,7 +19,7 @@ from ..messages import ClassificationError, ErrorCode, ImageSource, Prediction, 
 from .decode import decode_image
 from .formats import ImageFormat, ImageProbe, probe_image
 from .inputs import InputLimits, load_tensor, read_file
-from .model import LoadedModel, ModelInfo
+from .model import LoadedModel
 from .postprocess import scores_from_output, top_k
 from .preprocess import needed_decode_size, preprocess
 
@@ -65,9 +65,13 @@ def _ms(since: float) -> float:
 
 
 class ClassificationPipeline:
-    def __init__(self, model: LoadedModel, info: ModelInfo) -> None:
+    def __init__(self, model: LoadedModel) -> None:
         self.model = model
-        self.info = info
+
+    @property
+    def info(self) -> LoadedModel:
+        """The loaded model (its ``summary()`` is a result's ``model`` field)."""
+        return self.model
 
     @property
     def profile(self):  # noqa: ANN201 - a ModelProfile
@@ -114,13 +118,6 @@ class ClassificationPipeline:
             raise ClassificationError(ErrorCode.MODEL_ERROR, f"inference failed: {exc}") from exc
         inference_ms = _ms(started)
         return ModelRun(scores_from_output(output, self.profile.output), inference_ms)
-
-    def infer(self, prepared: PreparedInput) -> np.ndarray:
-        """Compatibility for callers of the old API: :meth:`run_model`, with the inference
-        time also recorded in ``prepared.timing_ms`` (new code: :func:`result_timing`)."""
-        run = self.run_model(prepared)
-        prepared.timing_ms["inference"] = run.inference_ms
-        return run.scores
 
     def warm_up(self) -> float:
         """One inference on zeros, on the thread that will run the model; its time in ms."""

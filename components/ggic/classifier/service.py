@@ -54,14 +54,14 @@ from ..rate_limited_log import RateLimitedCounter
 from .inputs import InputLimits
 from .metrics import ClassifierMetrics  # metrics (issue 12)
 from .model import ModelLoadError, load_model
-from .pipeline import ClassificationPipeline, PreparedInput
+from .pipeline import ClassificationPipeline, PreparedInput, result_timing
 from .profiles import resolve_profile
 from .topic_policy import publish_resources, topic_allowed
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR_ENV = "GGIC_DEFAULT_MODEL_DIR"
-MODEL_KEYS = ("ModelDir", "ModelProfile", "LabelsPath")
+MODEL_KEYS = ("ModelDir", "ModelProfile", "LabelsPath", "Backend")
 #: How long a stopping service goes on classifying the requests it accepted.
 DRAIN_TIMEOUT_S = 4.0  # Greengrass sends SIGKILL 5 s after SIGTERM
 #: Past the drain time, what is still queued is answered UNAVAILABLE; this much more is allowed
@@ -77,9 +77,9 @@ def default_model_loader(config: ClassifierConfig) -> ClassificationPipeline:
     the recipe sets to the ModelStore model copied for this platform). Not warmed up: the
     service does that on its inference thread."""
     model_dir = config.model_dir or os.environ.get(DEFAULT_MODEL_DIR_ENV, "")
-    model, info = load_model(model_dir, resolve_profile(config.model_profile),
-                             config.labels_path, warm_up=False)
-    return ClassificationPipeline(model, info)
+    return ClassificationPipeline(load_model(
+        model_dir, resolve_profile(config.model_profile), config.labels_path,
+        backend=config.backend, warm_up=False))
 
 
 class WarmUp:
@@ -176,8 +176,7 @@ class ClassifierService:
         return config
 
     def _limits(self, config: ClassifierConfig) -> InputLimits:
-        return InputLimits.create(config.allowed_image_dirs, config.max_image_bytes,
-                                  config.max_image_pixels)
+        return InputLimits.from_config(config)
 
     def apply_config_update(self) -> None:
         """Re-read the configuration; refuse it whole if invalid, apply what changed."""
@@ -357,8 +356,8 @@ class ClassifierService:
                 continue
             prepared: PreparedInput
             try:
-                scores = pipeline.infer(prepared)
-                predictions = pipeline.predictions(scores, job.top_k, job.threshold)
+                run = pipeline.run_model(prepared)
+                predictions = pipeline.predictions(run.scores, job.top_k, job.threshold)
             except ClassificationError as exc:
                 self._send_error(job, exc)
                 continue
@@ -366,8 +365,8 @@ class ClassifierService:
                 log.exception("inference for request %s failed", job.request.request_id)
                 self._send_error(job, ClassificationError(ErrorCode.INTERNAL_ERROR, str(exc)))
                 continue
-            timing = dict(prepared.timing_ms)
-            timing["total"] = (time.perf_counter() - job.accepted_at) * 1000.0
+            timing = result_timing(prepared, run,
+                                   (time.perf_counter() - job.accepted_at) * 1000.0)
             result = ClassificationResult.success(
                 job.request.request_id, predictions, pipeline.info.summary(), timing)
             self._send(job.reply_topic, result)

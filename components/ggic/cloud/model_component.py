@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..classifier.backends.base import ModelLoadError
+from ..classifier.backends.dlr import ModelFiles, find_model_files, read_signature
 from ..classifier.labels import LabelsError, load_labels
-from ..classifier.model_files import ModelFiles, ModelLoadError, find_model_files, read_signature
 from ..gdk_build import BUILD_DIR, BUILD_URI_PREFIX, write_recipe
+from ..semver import is_version
 from .neo import GreengrassPlatform
 from .safe_tar import safe_extract
 
@@ -43,7 +45,6 @@ PROFILE = "neo-vgg16"
 DEFAULT_GREENGRASS_ROOT = "/greengrass/v2"
 CONFIG_FILE_NAME = "classifier-config.json"
 _COMPONENT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
-_VERSION = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
 
 class ModelComponentError(ValueError):
@@ -86,7 +87,7 @@ def check_component(name: str, version: str) -> None:
         raise ModelComponentError(
             f"component name {name!r}: letters, digits, '.', '-' and '_' only (e.g. "
             "com.example.VGG16Model)")
-    if not _VERSION.match(version):
+    if not is_version(version):
         raise ModelComponentError(f"component version {version!r} is not semantic (1.0.0)")
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from ..gdk_build import (
     set_recipe_value,
     write_recipe,
 )
+from ..semver import Version
 from .aws import AwsClients, CloudError, Poller, aws_errors, check_bucket_name, ensure_bucket
 from .aws import upload_file as s3_upload
 
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 NEXT_PATCH = "NEXT_PATCH"
 FIRST_VERSION = "1.0.0"
 PUBLISHED_RECIPES_DIR = "published-recipes"
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 
 
 class PublishError(ValueError):
@@ -143,20 +142,15 @@ def rewrite_artifact_uris(recipe: dict[str, Any], bucket: str, name: str, versio
 # --- versions -------------------------------------------------------------------------------
 
 
-def _version_key(version: str) -> tuple[Any, ...] | None:
-    match = _SEMVER.match(version)
-    if not match:
+def _parsed(version: str) -> Version | None:
+    try:
+        return Version.parse(version)
+    except ValueError:
         return None
-    major, minor, patch, pre = match.groups()
-    # A release sorts after its pre-releases; pre-release identifiers compare as semver says.
-    pre_key: tuple[Any, ...] = ()
-    if pre:
-        pre_key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
-    return (int(major), int(minor), int(patch), 0 if pre else 1, pre_key)
 
 
 def highest_version(versions: Sequence[str]) -> str | None:
-    keyed = [(k, v) for v in versions if (k := _version_key(v)) is not None]
+    keyed = [(k, v) for v in versions if (k := _parsed(v)) is not None]
     skipped = sorted(set(versions) - {v for _, v in keyed})
     if skipped:
         log.warning("ignoring versions that are not semantic versions: %s", ", ".join(skipped))
@@ -165,11 +159,10 @@ def highest_version(versions: Sequence[str]) -> str | None:
 
 def next_patch(version: str) -> str:
     """The patch after ``version`` (pre-release and build metadata dropped, as GDK does)."""
-    match = _SEMVER.match(version)
-    if not match:
+    parsed = _parsed(version)
+    if parsed is None:
         raise PublishError(f"{version!r} is not a semantic version")
-    major, minor, patch = (int(g) for g in match.groups()[:3])
-    return f"{major}.{minor}.{patch + 1}"
+    return f"{parsed.major}.{parsed.minor}.{parsed.patch + 1}"
 
 
 def component_arn(clients: AwsClients, name: str) -> str:

@@ -324,7 +324,7 @@ def metric_line(record: Mapping[str, Any]) -> str:
 
 
 def run_metrics(args: argparse.Namespace) -> int:
-    from .cli import resolve_root
+    from .cli_commands import resolve_root
 
     root = resolve_root(args.root)
     records = read_records(root / "logs" / RECORD_FILE)

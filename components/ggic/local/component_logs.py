@@ -1,7 +1,8 @@
 """Logs in the nucleus's layout and text format.
 
 ``<root>/logs/greengrass.log`` holds the runtime's own log; ``<root>/logs/<component>.log``
-holds each component's process output and lifecycle events. Lines follow the Greengrass
+holds each component's process output and lifecycle events. Both are private to the runtime's
+user (0600 files in a 0700 folder). Lines follow the Greengrass
 logging library's text format::
 
     2024-01-19T21:46:03.514Z [INFO] (Copier) com.example.Hello: stdout. Hello. {scriptName=
@@ -22,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from .private_files import open_private_append, private_dir
 
 RUNTIME_LOG_NAME = "greengrass.log"
 RUNTIME_LOGGER = "ggic.local"
@@ -96,13 +99,13 @@ class ComponentLog:
     def __init__(self, root: Path, component: str) -> None:
         self.component = component
         self.path = component_log_path(root, component)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent, narrow=False)
         self._lock = threading.Lock()
 
     def write(self, level: str, event_type: str | None, message: str | None,
               context: Mapping[str, Any] | None = None, thread: str = COPIER_THREAD) -> None:
         line = format_line(level, self.component, event_type, message, context, thread)
-        with self._lock, self.path.open("a", encoding="utf-8") as out:
+        with self._lock, open_private_append(self.path) as out:  # 0600, as the runtime's logs
             out.write(line + "\n")
 
     def output(self, stream: str, line: str, script_name: str, state: str) -> None:
@@ -148,7 +151,7 @@ def setup_runtime_logging(root: Path, level: int = logging.INFO,
     for handler in target.handlers:
         if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path:
             return handler
-    path.parent.mkdir(parents=True, exist_ok=True)
+    open_private_append(path).close()  # created 0600 before the handler appends to it
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(NucleusFormatter())
     handler.setLevel(level)

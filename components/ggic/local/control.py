@@ -1,4 +1,6 @@
-"""The greengrass-cli IPC operations, answered by a :class:`~ggic.local.runtime.LocalRuntime`.
+"""The greengrass-cli IPC operations, answered by the runtime (anything shaped like
+:class:`RuntimeControl`; ``runtime.LocalRuntime`` is one, and imports this module, not the other
+way round).
 
 Requests and responses have the operations' real JSON shapes (``awsiot.greengrasscoreipc.model``):
 ``CreateLocalDeployment`` takes ``recipeDirectoryPath``, ``artifactsDirectoryPath``,
@@ -14,23 +16,26 @@ fields): the runtime offers its ``--stand-in`` folders to every deployment.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import secrets
+import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .deployment import (
+from .control_api import ControlHandler
+from .deployment_request import (
     DeploymentError,
     DeploymentRequest,
     parse_merge_arguments,
     parse_update_config,
 )
 from .ipc_errors import InvalidArgumentsError, ResourceNotFoundError, ServiceError
-from .ipc_operations import ControlHandler
 from .lifecycle import State
-
-if TYPE_CHECKING:
-    from .runtime import LocalDeploymentRecord, LocalRuntime
+from .runtime_records import ComponentStatus, LocalDeploymentRecord, NoSuchDeployment
 
 log = logging.getLogger("ggic.local.control")
 
@@ -38,6 +43,9 @@ LOCAL_DEPLOYMENT_RESOURCE = "LocalDeployment"
 CREATED_ON_FORMAT = "%m/%d/%Y %H:%M:%S"  # the model's "MM/dd/yyyy hh:mm:ss"
 FAILURE_POLICIES = ("ROLLBACK", "DO_NOTHING")
 STOP_TIMEOUT_S = 25.0  # the greengrass-cli waits 30 s for an answer
+DEBUG_USERNAME = "debug"
+DEBUG_PASSWORD_BYTES = 32
+DEBUG_PASSWORD_LIFETIME_S = 8 * 3600.0
 
 
 def deployment_request_from_ipc(request: Mapping[str, Any]) -> DeploymentRequest:
@@ -94,7 +102,7 @@ def local_deployment_shape(record: LocalDeploymentRecord) -> dict[str, Any]:
         "status": record.status,
         "createdOn": record.created_on.strftime(CREATED_ON_FORMAT),
     }
-    if record.finished:
+    if record.finished and record.detailed_status is not None:  # CANCELED has no details
         details: dict[str, Any] = {"detailedDeploymentStatus": record.detailed_status}
         if record.error:
             details["deploymentFailureCause"] = record.error
@@ -116,10 +124,32 @@ def _not_found(name: str) -> ResourceNotFoundError:
                                  resource_type="Component", resource_name=name)
 
 
-class LocalControlHandler(ControlHandler):
-    """Answers the greengrass-cli operations from a LocalRuntime (on an IPC worker thread)."""
+class RuntimeControl(Protocol):
+    """What the greengrass-cli operations need of the runtime."""
 
-    def __init__(self, runtime: LocalRuntime) -> None:
+    def submit_deployment(self, request: DeploymentRequest) -> LocalDeploymentRecord: ...
+
+    def cancel_deployment(self, deployment_id: str) -> str: ...
+
+    def deployment(self, deployment_id: str) -> LocalDeploymentRecord: ...
+
+    def deployments(self) -> list[LocalDeploymentRecord]: ...
+
+    def components(self) -> list[ComponentStatus]: ...
+
+    def component(self, name: str) -> ComponentStatus: ...
+
+    def restart(self, name: str) -> bool: ...
+
+    def state(self, name: str) -> State: ...
+
+    def stop_component(self, name: str, timeout: float | None = 30.0) -> State: ...
+
+
+class LocalControlHandler(ControlHandler):
+    """Answers the greengrass-cli operations from the runtime (on an IPC worker thread)."""
+
+    def __init__(self, runtime: RuntimeControl) -> None:
         self.runtime = runtime
 
     # deployments
@@ -133,8 +163,6 @@ class LocalControlHandler(ControlHandler):
         return {"deploymentId": record.deployment_id}
 
     def get_local_deployment_status(self, request: dict[str, Any]) -> dict[str, Any]:
-        from .runtime import NoSuchDeployment
-
         deployment_id = request.get("deploymentId")
         if not isinstance(deployment_id, str) or not deployment_id:
             raise InvalidArgumentsError("deploymentId is required")
@@ -149,6 +177,34 @@ class LocalControlHandler(ControlHandler):
     def list_local_deployments(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"localDeployments": [local_deployment_shape(r)
                                      for r in self.runtime.deployments()]}
+
+    def cancel_local_deployment(self, request: dict[str, Any]) -> dict[str, Any]:
+        """As the CLI's CancelLocalDeploymentHandler: the id must be a UUID."""
+        deployment_id = request.get("deploymentId")
+        try:
+            uuid.UUID(str(deployment_id))
+        except ValueError:
+            raise InvalidArgumentsError(
+                "Invalid deploymentId format received. DeploymentId is a UUID") from None
+        try:
+            message = self.runtime.cancel_deployment(str(deployment_id))
+        except NoSuchDeployment:
+            raise ResourceNotFoundError(
+                f"Cannot find the deployment id provided {deployment_id}",
+                resource_type=LOCAL_DEPLOYMENT_RESOURCE,
+                resource_name=str(deployment_id)) from None
+        return {"message": message}
+
+    def create_debug_password(self, request: dict[str, Any]) -> dict[str, Any]:
+        """As the CLI's CreateDebugPasswordHandler: user ``debug``, a random password valid
+        for 8 hours. No local debug console uses it, so there are no certificate hashes (the
+        CLI answers them null without the LocalDebugConsole plugin)."""
+        password = base64.urlsafe_b64encode(
+            hashlib.sha256(secrets.token_bytes(DEBUG_PASSWORD_BYTES)).digest()
+        ).decode("ascii").rstrip("=")
+        expiration = time.time() + DEBUG_PASSWORD_LIFETIME_S
+        return {"username": DEBUG_USERNAME, "password": password,
+                "passwordExpiration": expiration}
 
     # components
 
@@ -190,6 +246,6 @@ class LocalControlHandler(ControlHandler):
                 "message": f"{name} is still {state.value} after {STOP_TIMEOUT_S:g} s"}
 
     @staticmethod
-    def _details(status: Any) -> dict[str, Any]:
+    def _details(status: ComponentStatus) -> dict[str, Any]:
         return {"componentName": status.name, "version": status.version,
                 "state": status.state.value, "configuration": dict(status.configuration)}

@@ -1,18 +1,11 @@
-"""A local deployment, as ``greengrass-cli deployment create`` makes one.
+"""Planning and applying a local deployment, as the nucleus does for ``greengrass-cli
+deployment create`` (the request is in deployment_request, recipes come from catalog,
+artifacts are laid out by artifacts, configuration lives in the one config_store).
 
-Inputs mirror the CLI: a recipe folder (any file names), an artifact folder laid out
-``<artifactDir>/<ComponentName>/<ComponentVersion>/<file>``, ``--merge NAME=VERSION``,
-``--remove NAME`` and ``--update-config`` (``{"name": {"MERGE": {...}, "RESET": [...]}}``).
 Root components persist across deployments (previous roots - removed + merged), as do their
-configurations: a component's configuration starts from what it had, loses the RESET paths,
+configurations: a component's configuration starts from what it has, loses the RESET paths,
 gets the recipe's defaults for anything missing (defaults never override a value set by a
 deployment or at runtime, but a new default replaces an old default), then the MERGE.
-
-Public components that can't exist locally (``variant.DLR.ImageClassification.ModelStore``)
-come from *stand-ins*: a folder holding a recipe (``recipe.yaml``/``.json``, or any recipe
-files) and its artifacts beside it, in ``artifacts/``, or in ``artifacts/<name>/<version>/``;
-or a folder with ``recipes/`` and ``artifacts/<name>/<version>/`` (GDK's build output). A ZIP
-artifact may be given already unpacked, as a folder named like the ZIP without ``.zip``.
 
 Planning resolves the dependency closure (versions checked against every requirement;
 the version already deployed is kept when it fits, otherwise the highest that does), selects
@@ -30,21 +23,36 @@ No processes and no IPC here: :meth:`DeploymentPlan.component_specs` feeds the S
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import json
 import logging
-import os
 import shutil
-import stat
-import time
 import uuid
-import zipfile
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
+from ..semver import VersionRange
+from .artifacts import (
+    ArtifactSource,
+    artifact_tree,
+    copy_artifact_tree,
+    find_artifact,
+    hash_path,
+    hash_unlisted,
+    laid_out,
+    lay_out_artifacts,
+)
+from .catalog import ComponentCatalog, RecipeSource, load_stand_in, recipe_files, scan_recipe_dir
+from .config_store import ConfigStore, ConfigTree, ConfigurationChange, now_ms
+from .deployment_request import (
+    ConfigurationUpdate,
+    DeploymentError,
+    DeploymentRequest,
+    parse_merge_arguments,
+    parse_remove_arguments,
+    parse_update_config,
+)
 from .interpolation import (
     ComponentPaths,
     ComponentVariables,
@@ -54,19 +62,23 @@ from .interpolation import (
 )
 from .lifecycle import ComponentSpec, DependencyCycleError, start_order
 from .platform import NoMatchingManifestError, detect_platform, select_manifest
+from .private_files import read_json, write_private_json
 from .recipe import (
     RECIPE_SUFFIXES,
-    Artifact,
     ComponentLifecycle,
     Manifest,
     Recipe,
     RecipeError,
-    Version,
-    VersionRange,
     effective_lifecycle,
     load_recipe,
     parse_lifecycle,
 )
+
+__all__ = [
+    "ConfigurationUpdate", "DeploymentError", "DeploymentPlan", "DeploymentRequest",
+    "LocalDeployer", "PlannedComponent", "parse_merge_arguments", "parse_remove_arguments",
+    "parse_update_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,389 +88,6 @@ NUCLEUS_COMPONENT = "aws.greengrass.Nucleus"
 DEFAULT_NUCLEUS_VERSION = "2.12.0"
 DEPLOYMENT_FILE = "deployment.json"
 CONFIGURATION_FILE = "configuration.json"
-_DEFAULTS_TIMESTAMP = 1  # the nucleus merges recipe defaults with timestamp 1
-
-
-class DeploymentError(ValueError):
-    """The deployment can't be made; the message says which component and why."""
-
-
-# --- request ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConfigurationUpdate:
-    merge: Mapping[str, Any] = field(default_factory=dict)
-    reset: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class DeploymentRequest:
-    recipe_dir: Path | None = None
-    artifact_dir: Path | None = None
-    merge: Mapping[str, str] = field(default_factory=dict)  # name -> version
-    remove: Sequence[str] = ()
-    update_config: Mapping[str, ConfigurationUpdate] = field(default_factory=dict)
-    stand_ins: Sequence[Path] = ()
-
-
-def parse_merge_arguments(items: Iterable[str]) -> dict[str, str]:
-    """``["a=1.0.0", "b=2.1.0"]`` -> ``{"a": "1.0.0", "b": "2.1.0"}``."""
-    merged: dict[str, str] = {}
-    for item in items:
-        name, sep, version = item.partition("=")
-        name, version = name.strip(), version.strip()
-        if not sep or not name or not version:
-            raise DeploymentError(f"--merge {item!r}: expected NAME=VERSION")
-        try:
-            Version.parse(version)
-        except ValueError as exc:
-            raise DeploymentError(f"--merge {item!r}: {exc}") from None
-        merged[name] = version
-    return merged
-
-
-def parse_remove_arguments(items: Iterable[str]) -> list[str]:
-    """``["a,b", "c"]`` -> ``["a", "b", "c"]`` (the CLI takes comma-separated names)."""
-    return [n.strip() for item in items for n in item.split(",") if n.strip()]
-
-
-def parse_update_config(value: str | Path | Mapping[str, Any]) -> dict[str, ConfigurationUpdate]:
-    """``--update-config``: a JSON string, a JSON file, or the parsed object.
-
-    ``{"name": {"MERGE": {...}, "RESET": ["/json/pointer", ...]}}``; ``MERGE`` and ``RESET``
-    are upper case, as greengrass-cli requires. ``MERGE`` may also be a JSON string.
-    """
-    document: Any = value
-    if isinstance(value, Path) or (isinstance(value, str) and not value.lstrip().startswith("{")):
-        path = Path(value)
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise DeploymentError(f"--update-config: can't read {path}: {exc}") from None
-        except json.JSONDecodeError as exc:
-            raise DeploymentError(f"--update-config: {path} is not JSON: {exc}") from None
-    elif isinstance(value, str):
-        try:
-            document = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise DeploymentError(f"--update-config is not JSON: {exc}") from None
-    if not isinstance(document, Mapping):
-        raise DeploymentError("--update-config must map component names to {MERGE, RESET}")
-    updates: dict[str, ConfigurationUpdate] = {}
-    for name, spec in document.items():
-        if not isinstance(spec, Mapping):
-            raise DeploymentError(f"--update-config {name}: expected {{\"MERGE\": ..., "
-                                  f"\"RESET\": [...]}}")
-        unknown = sorted(set(spec) - {"MERGE", "RESET"})
-        if unknown:
-            raise DeploymentError(f"--update-config {name}: unknown keys {unknown} (only MERGE "
-                                  "and RESET, upper case)")
-        merge = spec.get("MERGE") or {}
-        if isinstance(merge, str):
-            try:
-                merge = json.loads(merge)
-            except json.JSONDecodeError as exc:
-                raise DeploymentError(f"--update-config {name}: MERGE is not JSON: {exc}") \
-                    from None
-        if not isinstance(merge, Mapping):
-            raise DeploymentError(f"--update-config {name}: MERGE must be an object")
-        reset = spec.get("RESET") or []
-        if not isinstance(reset, list) or not all(isinstance(p, str) for p in reset):
-            raise DeploymentError(f"--update-config {name}: RESET must be a list of JSON "
-                                  "pointers")
-        for pointer in reset:
-            if pointer and not pointer.startswith("/"):
-                raise DeploymentError(f"--update-config {name}: RESET {pointer!r} is not a "
-                                      "JSON pointer (it starts with '/')")
-        updates[str(name)] = ConfigurationUpdate(dict(merge), tuple(reset))
-    return updates
-
-
-# --- configuration with timestamps ------------------------------------------------------------
-
-
-class _Leaf:
-    __slots__ = ("value", "timestamp")
-
-    def __init__(self, value: Any, timestamp: int) -> None:
-        self.value = value
-        self.timestamp = timestamp
-
-
-_Child = Union[_Leaf, dict]  # an interior node is a dict of children
-
-
-def _find_key(node: dict, key: str) -> str | None:
-    """The stored spelling of ``key`` (the nucleus's configuration keys are case-insensitive)."""
-    if key in node:
-        return key
-    lowered = key.lower()
-    return next((k for k in node if k.lower() == lowered), None)
-
-
-def _newest(child: _Child) -> int:
-    if isinstance(child, _Leaf):
-        return child.timestamp
-    return max((_newest(c) for c in child.values()), default=0)
-
-
-def _plain(child: _Child) -> Any:
-    if isinstance(child, _Leaf):
-        return copy.deepcopy(child.value)
-    return {k: _plain(v) for k, v in child.items()}
-
-
-def _pointer_tokens(pointer: str) -> list[str]:
-    return [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
-
-
-class ConfigTree:
-    """One component's configuration, each value stamped with when it was set (as the nucleus
-    does): an older write never replaces a newer one."""
-
-    def __init__(self) -> None:
-        self.root: dict = {}
-
-    def merge(self, values: Mapping[str, Any], timestamp: int) -> None:
-        self._merge(self.root, values, timestamp)
-
-    def _merge(self, node: dict, values: Mapping[str, Any], timestamp: int) -> None:
-        for key, value in values.items():
-            key = str(key)
-            stored = _find_key(node, key) or key
-            current = node.get(stored)
-            if isinstance(value, Mapping):
-                if not isinstance(current, dict):
-                    if current is not None and timestamp < _newest(current):
-                        continue
-                    current = node[stored] = {}
-                self._merge(current, value, timestamp)
-            elif current is None or timestamp >= _newest(current):
-                node[stored] = _Leaf(copy.deepcopy(value), timestamp)
-
-    def update(self, key_path: Sequence[str], value: Any, timestamp: int) -> None:
-        """Set ``value`` at ``key_path`` (IPC UpdateConfiguration): a mapping is merged."""
-        if not key_path:
-            if not isinstance(value, Mapping):
-                raise ValueError("only an object can replace the whole configuration")
-            self.merge(value, timestamp)
-            return
-        node = self.root
-        for key in key_path[:-1]:
-            stored = _find_key(node, key) or key
-            child = node.get(stored)
-            if not isinstance(child, dict):
-                child = node[stored] = {}
-            node = child
-        self._merge(node, {key_path[-1]: value}, timestamp)
-
-    def reset(self, pointer: str) -> None:
-        """Remove the value at a JSON pointer, so the defaults fill it again."""
-        if pointer == "":
-            self.root = {}
-            return
-        tokens = _pointer_tokens(pointer)
-        if any(t.isdigit() for t in tokens):
-            logger.error("can't RESET %r: resetting an element of a list is not supported "
-                         "(as in the nucleus)", pointer)
-            return
-        node = self.root
-        for token in tokens[:-1]:
-            child = node.get(_find_key(node, token) or token)
-            if not isinstance(child, dict):
-                return
-            node = child
-        stored = _find_key(node, tokens[-1])
-        if stored is not None:
-            del node[stored]
-
-    def get(self, key_path: Sequence[str]) -> tuple[bool, Any]:
-        node: _Child = self.root
-        for key in key_path:
-            if not isinstance(node, dict):
-                return False, None
-            stored = _find_key(node, key)
-            if stored is None:
-                return False, None
-            node = node[stored]
-        return True, _plain(node)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(self.root)
-
-    def newest_timestamp(self) -> int:
-        return _newest(self.root)
-
-    def copy(self) -> ConfigTree:
-        clone = ConfigTree()
-        clone.root = self._copy(self.root)
-        return clone
-
-    def _copy(self, node: dict) -> dict:
-        return {k: _Leaf(copy.deepcopy(v.value), v.timestamp) if isinstance(v, _Leaf)
-                else self._copy(v) for k, v in node.items()}
-
-    def to_json(self) -> dict:
-        def encode(child: _Child) -> dict:
-            if isinstance(child, _Leaf):
-                return {"v": child.value, "t": child.timestamp}
-            return {"m": {k: encode(v) for k, v in child.items()}}
-        return encode(self.root)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ConfigTree:
-        def decode(item: Mapping[str, Any]) -> _Child:
-            if "m" in item:
-                return {k: decode(v) for k, v in item["m"].items()}
-            return _Leaf(item.get("v"), int(item.get("t", _DEFAULTS_TIMESTAMP)))
-        tree = cls()
-        root = decode(data)
-        tree.root = root if isinstance(root, dict) else {}
-        return tree
-
-
-class ConfigurationStore:
-    """Every deployed component's configuration; shared with the IPC configuration service."""
-
-    def __init__(self, trees: Mapping[str, ConfigTree] | None = None) -> None:
-        self.trees: dict[str, ConfigTree] = dict(trees or {})
-
-    def tree(self, name: str) -> ConfigTree:
-        return self.trees.setdefault(name, ConfigTree())
-
-    def to_dict(self, name: str) -> dict[str, Any]:
-        return self.trees[name].to_dict() if name in self.trees else {}
-
-    def get(self, name: str, key_path: Sequence[str] = ()) -> tuple[bool, Any]:
-        if name not in self.trees:
-            return False, None
-        return self.trees[name].get(key_path)
-
-    def update(self, name: str, key_path: Sequence[str], value: Any,
-               timestamp: int | None = None) -> None:
-        stamp = timestamp if timestamp is not None else max(
-            int(time.time() * 1000), self.newest_timestamp() + 1)
-        self.tree(name).update(key_path, value, stamp)
-
-    def newest_timestamp(self) -> int:
-        return max((t.newest_timestamp() for t in self.trees.values()), default=0)
-
-    def copy(self) -> ConfigurationStore:
-        return ConfigurationStore({n: t.copy() for n, t in self.trees.items()})
-
-    def save(self, path: Path) -> None:
-        _write_json(path, {n: t.to_json() for n, t in sorted(self.trees.items())})
-
-    @classmethod
-    def load(cls, path: Path) -> ConfigurationStore:
-        if not path.exists():
-            return cls()
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls({n: ConfigTree.from_json(t) for n, t in data.items()})
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(temporary, path)
-
-
-# --- where recipes and artifacts come from ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RecipeSource:
-    recipe: Recipe
-    kind: str  # "recipe-dir", "stand-in" or "store"
-    artifact_dirs: tuple[Path, ...] = ()  # folders holding the artifact files themselves
-
-    @property
-    def path(self) -> Path:
-        return Path(self.recipe.source)
-
-
-def _recipe_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in RECIPE_SUFFIXES)
-
-
-def scan_recipe_dir(folder: Path) -> list[Recipe]:
-    """Every recipe in a folder (``.yaml``, ``.yml``, ``.json``; file names don't matter)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DeploymentError(f"recipe folder {folder} does not exist")
-    return [load_recipe(path) for path in _recipe_files(folder)]
-
-
-def load_stand_in(folder: Path) -> list[RecipeSource]:
-    """The recipe(s) and artifact folders of a stand-in folder (see the module docstring)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DeploymentError(f"stand-in {folder} is not a folder")
-    if (folder / "recipes").is_dir():
-        return [RecipeSource(r, "stand-in",
-                             (folder / "artifacts" / r.name / r.version,))
-                for r in scan_recipe_dir(folder / "recipes")]
-    named = [folder / f"recipe{suffix}" for suffix in RECIPE_SUFFIXES]
-    files = [p for p in named if p.is_file()] or _recipe_files(folder)
-    if not files:
-        raise DeploymentError(f"stand-in {folder} has no recipe (recipe.yaml or recipe.json)")
-    sources = []
-    for path in files:
-        recipe = load_recipe(path)
-        sources.append(RecipeSource(recipe, "stand-in", (
-            folder / "artifacts" / recipe.name / recipe.version, folder / "artifacts", folder)))
-    return sources
-
-
-class ComponentCatalog:
-    """Every recipe a deployment may use, by name and version."""
-
-    def __init__(self) -> None:
-        self._sources: dict[str, dict[str, RecipeSource]] = {}
-
-    def add(self, source: RecipeSource) -> None:
-        recipe = source.recipe
-        versions = self._sources.setdefault(recipe.name, {})
-        existing = versions.get(recipe.version)
-        if existing is not None and existing.kind != "store" and existing.path != source.path:
-            raise DeploymentError(
-                f"{recipe.name} {recipe.version} is defined twice: {existing.path} and "
-                f"{source.path}")
-        if existing is None or existing.kind == "store" or source.kind != "store":
-            versions[recipe.version] = source
-
-    def versions(self, name: str) -> list[str]:
-        return sorted(self._sources.get(name, {}), key=Version.parse, reverse=True)
-
-    def get(self, name: str, version: str) -> RecipeSource | None:
-        return self._sources.get(name, {}).get(version)
-
-
-@dataclass(frozen=True)
-class ArtifactSource:
-    artifact: Artifact
-    path: Path | None  # the file, or None if only an unpacked folder is given
-    unpacked_dir: Path | None = None  # a ZIP given already unpacked
-    skipped: bool = False  # e.g. docker: images, not files
-
-
-def _hash_path(digest: Any, path: Path) -> None:
-    if path.is_dir():
-        for child in sorted(path.rglob("*")):
-            if child.is_file():
-                digest.update(str(child.relative_to(path)).encode())
-                _hash_file(digest, child)
-    else:
-        _hash_file(digest, path)
-
-
-def _hash_file(digest: Any, path: Path) -> None:
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
 
 
 # --- the plan ---------------------------------------------------------------------------------
@@ -477,6 +106,8 @@ class PlannedComponent:
     lifecycle: ComponentLifecycle
     lifecycle_raw: Mapping[str, Any]  # interpolated, as written (kept for the next deployment)
     artifacts: tuple[ArtifactSource, ...] = ()
+    artifact_tree: Path | None = None
+    """``--artifactDir/<name>/<version>/``, copied whole into packages/artifacts."""
     artifacts_digest: str = ""
     source_kind: str = "store"
     builtin: bool = False
@@ -496,7 +127,8 @@ class DeploymentPlan:
     components: tuple[PlannedComponent, ...]  # dependencies first
     root_components: Mapping[str, str]
     removed: tuple[str, ...]
-    configuration: ConfigurationStore
+    configuration_changes: tuple[ConfigurationChange, ...] = ()
+    """What the deployment writes into the configuration store when applied."""
 
     @property
     def names(self) -> list[str]:
@@ -523,14 +155,17 @@ class LocalDeployer:
 
     def __init__(self, root: Path, *, platform: Mapping[str, str] | None = None,
                  thing_name: str = DEFAULT_THING_NAME,
-                 builtins: Mapping[str, str] | None = None) -> None:
+                 builtins: Mapping[str, str] | None = None,
+                 configuration: ConfigStore | None = None) -> None:
         self.root = Path(root).absolute()
         self.platform = dict(platform) if platform is not None else detect_platform()
         self.thing_name = thing_name
         self.builtins = dict(builtins) if builtins is not None else {
             NUCLEUS_COMPONENT: DEFAULT_NUCLEUS_VERSION}
         self._state = self._load_state()
-        self.configuration = ConfigurationStore.load(self.config_dir / CONFIGURATION_FILE)
+        self.configuration = configuration if configuration is not None else \
+            ConfigStore.load(self.config_dir / CONFIGURATION_FILE)
+        """The one configuration store (the runtime shares it with the IPC operations)."""
 
     # paths and persisted state
 
@@ -549,7 +184,7 @@ class LocalDeployer:
         path = self.config_dir / DEPLOYMENT_FILE
         if not path.exists():
             return {"rootComponents": {}, "services": {}}
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
 
     @property
     def root_components(self) -> dict[str, str]:
@@ -595,19 +230,20 @@ class LocalDeployer:
                 raise DeploymentError(
                     f"--update-config {name}: the nucleus only applies configuration updates "
                     f"to root components; add --merge {name}={versions[name]}")
-        timestamp = max(int(time.time() * 1000), self.configuration.newest_timestamp() + 1)
-        configuration = self._configure(versions, catalog, request.update_config, timestamp)
+        timestamp = max(now_ms(), self.configuration.newest_timestamp() + 1)
+        changes = self._configure(versions, catalog, request.update_config, timestamp)
+        configuration = self._preview(changes)
         manifests = {n: self._manifest(catalog.get(n, v)) for n, v in versions.items()
                      if n not in self.builtins}
         variables = {n: ComponentVariables(n, self.paths(n, versions[n]),
-                                           configuration.to_dict(n)) for n in versions}
+                                           configuration.get(n, {})) for n in versions}
         components = tuple(
             self._plan_component(name, versions[name], catalog, manifests.get(name),
                                  dependencies[name], variables, name in roots, request)
             for name in order)
         removed = tuple(sorted(set(self.deployed_versions()) - set(versions)))
         return DeploymentPlan(str(uuid.uuid4()), timestamp, components, dict(roots), removed,
-                              configuration)
+                              changes)
 
     def apply(self, plan: DeploymentPlan) -> None:
         """Lay the files out and remember the deployment (for the next one and for restarts)."""
@@ -616,9 +252,12 @@ class LocalDeployer:
                 continue
             if component.source_kind != "store":
                 self._store_recipe(component.recipe)
-            if component.change != "unchanged" or not self._laid_out(component):
+            if component.change != "unchanged" or \
+                    not laid_out(component.paths, component.artifacts):
                 # an unchanged component may be running: leave its files alone
-                self._lay_out_artifacts(component)
+                if component.artifact_tree is not None:
+                    copy_artifact_tree(component.artifact_tree, component.paths)
+                lay_out_artifacts(component.name, component.paths, component.artifacts)
             component.paths.work.mkdir(parents=True, exist_ok=True)
         services = {}
         for component in plan.components:
@@ -632,20 +271,15 @@ class LocalDeployer:
             }
         self._state = {"deploymentId": plan.deployment_id, "timestamp": plan.timestamp,
                        "rootComponents": dict(plan.root_components), "services": services}
-        _write_json(self.config_dir / DEPLOYMENT_FILE, self._state)
-        self.configuration = plan.configuration
-        self.save_configuration()
-
-    def save_configuration(self) -> None:
-        """Persist :attr:`configuration` (call after runtime updates through IPC)."""
-        self.configuration.save(self.config_dir / CONFIGURATION_FILE)
+        write_private_json(self.config_dir / DEPLOYMENT_FILE, self._state, indent=2)
+        self.configuration.apply_deployment(plan.configuration_changes, plan.removed)
 
     # planning helpers
 
     def _catalog(self, request: DeploymentRequest) -> ComponentCatalog:
         catalog = ComponentCatalog()
         if self.recipe_store.is_dir():
-            for path in _recipe_files(self.recipe_store):
+            for path in recipe_files(self.recipe_store):
                 try:
                     catalog.add(RecipeSource(load_recipe(path), "store"))
                 except RecipeError as exc:
@@ -739,22 +373,23 @@ class LocalDeployer:
 
     def _configure(self, versions: Mapping[str, str], catalog: ComponentCatalog,
                    updates: Mapping[str, ConfigurationUpdate], timestamp: int
-                   ) -> ConfigurationStore:
-        previous = self.configuration
-        store = ConfigurationStore()
+                   ) -> tuple[ConfigurationChange, ...]:
+        changes = []
         for name, version in versions.items():
             recipe = self._recipe(name, version, catalog)
             if recipe is None:
                 continue
-            tree = previous.trees[name].copy() if name in previous.trees else ConfigTree()
             update = updates.get(name)
-            for pointer in update.reset if update else ():
-                tree.reset(pointer)
-            tree.merge(recipe.default_configuration, _DEFAULTS_TIMESTAMP)
-            if update and update.merge:
-                tree.merge(update.merge, timestamp)
-            store.trees[name] = tree
-        return store
+            changes.append(ConfigurationChange(
+                name, recipe.default_configuration, update.reset if update else (),
+                dict(update.merge) if update else {}, timestamp))
+        return tuple(changes)
+
+    def _preview(self, changes: tuple[ConfigurationChange, ...]) -> dict[str, dict[str, Any]]:
+        """Each component's configuration once ``changes`` are applied (the store unchanged)."""
+        trees = self.configuration.trees()
+        return {c.component: c.apply_to(trees.get(c.component, ConfigTree())).to_dict()
+                for c in changes}
 
     def _plan_component(self, name: str, version: str, catalog: ComponentCatalog,
                         manifest: Manifest | None, dependencies: Mapping[str, str],
@@ -784,21 +419,28 @@ class LocalDeployer:
             lifecycle = parse_lifecycle(raw, recipe.source, label)
         except RecipeError as exc:
             raise DeploymentError(str(exc)) from exc
-        artifacts = tuple(self._find_artifact(source, manifest, artifact, request)
+        artifacts = tuple(find_artifact(source, manifest, artifact, request, paths)
                           for artifact in manifest.artifacts)
+        tree = artifact_tree(source, request)
         digest = hashlib.sha256()
+        # the files besides the listed artifacts: from the artifact folder, or (a deployment
+        # from the component store) as laid out by an earlier deployment
+        unlisted = tree if tree is not None else (
+            paths.artifacts if source.kind == "store" and paths.artifacts.is_dir() else None)
+        if unlisted is not None:
+            hash_unlisted(digest, unlisted, [a.artifact.file_name for a in artifacts])
         for found in artifacts:
             digest.update(found.artifact.file_name.encode())
             for path in (found.path, found.unpacked_dir):
                 if path is not None:
-                    _hash_path(digest, path)
+                    hash_path(digest, path)
         change, bootstrap = self._change(previous, version, lifecycle, digest.hexdigest(),
                                          dependencies, recipe)
         return PlannedComponent(
             name=name, version=version, recipe=recipe, manifest=manifest, is_root=is_root,
             dependencies=dict(dependencies), configuration=variables[name].configuration,
             paths=paths, lifecycle=lifecycle, lifecycle_raw=raw, artifacts=artifacts,
-            artifacts_digest=digest.hexdigest(), source_kind=source.kind,
+            artifact_tree=tree, artifacts_digest=digest.hexdigest(), source_kind=source.kind,
             run_bootstrap=bootstrap, change=change)
 
     @staticmethod
@@ -818,48 +460,6 @@ class LocalDeployer:
             return "restart", False
         return "unchanged", False
 
-    def _find_artifact(self, source: RecipeSource, manifest: Manifest, artifact: Artifact,
-                       request: DeploymentRequest) -> ArtifactSource:
-        recipe = source.recipe
-        if artifact.scheme == "docker":
-            logger.warning("%s: %s is a Docker image; not pulled locally", recipe.name,
-                           artifact.uri)
-            return ArtifactSource(artifact, None, skipped=True)
-        folders = list(source.artifact_dirs)
-        if request.artifact_dir is not None:
-            folders.append(Path(request.artifact_dir) / recipe.name / recipe.version)
-        paths = self.paths(recipe.name, recipe.version)
-        folders.append(paths.artifacts)
-        for folder in folders:
-            candidate = folder / artifact.file_name
-            if candidate.is_file():
-                return ArtifactSource(artifact, candidate)
-        if artifact.unarchive == "ZIP":
-            unpacked_homes = [f for f in folders if f != paths.artifacts] + [paths.decompressed]
-            for folder in unpacked_homes:
-                candidate = folder / artifact.unarchive_dir_name
-                if candidate.is_dir():
-                    return ArtifactSource(artifact, None, unpacked_dir=candidate)
-        looked = ", ".join(str(f) for f in folders)
-        raise DeploymentError(
-            f"{recipe.source}: {manifest.label}: artifact {artifact.file_name} of {recipe.name} "
-            f"{recipe.version} not found (looked in {looked})")
-
-    # applying helpers
-
-    @staticmethod
-    def _laid_out(component: PlannedComponent) -> bool:
-        for found in component.artifacts:
-            if found.skipped:
-                continue
-            if found.path is not None and \
-                    not (component.paths.artifacts / found.artifact.file_name).is_file():
-                return False
-            if found.artifact.unarchive == "ZIP" and not (
-                    component.paths.decompressed / found.artifact.unarchive_dir_name).is_dir():
-                return False
-        return True
-
     def _store_recipe(self, recipe: Recipe | None) -> None:
         assert recipe is not None
         source = Path(recipe.source)
@@ -872,74 +472,3 @@ class LocalDeployer:
         if source.resolve() != target.resolve():
             shutil.copyfile(source, target)
 
-    def _lay_out_artifacts(self, component: PlannedComponent) -> None:
-        paths = component.paths
-        for found in component.artifacts:
-            if found.skipped:
-                continue
-            artifact = found.artifact
-            if found.path is not None:
-                target = paths.artifacts / artifact.file_name
-                if found.path.resolve() != target.resolve():
-                    paths.artifacts.mkdir(parents=True, exist_ok=True)
-                    if target.exists() or target.is_symlink():
-                        target.unlink()
-                    shutil.copyfile(found.path, target)
-                _set_mode(target, artifact)
-            if artifact.unarchive != "ZIP":
-                continue
-            destination = paths.decompressed / artifact.unarchive_dir_name
-            if found.unpacked_dir is not None and \
-                    found.unpacked_dir.resolve() == destination.resolve():
-                continue
-            if destination.exists():
-                shutil.rmtree(destination)
-            destination.mkdir(parents=True)
-            if found.path is not None:
-                _unzip(found.path, destination, component.name)
-            else:
-                shutil.copytree(found.unpacked_dir, destination, dirs_exist_ok=True)
-            _set_tree_mode(destination, artifact)
-
-
-def _mode(artifact: Artifact) -> int:
-    """File mode for an artifact's ``Permission`` (never writable: artifacts are read-only)."""
-    mode = 0
-    read, execute = artifact.permission.read, artifact.permission.execute
-    if read == "OWNER" or execute == "OWNER":
-        mode |= stat.S_IRUSR
-    if read == "ALL" or execute == "ALL":
-        mode |= stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
-    if execute == "OWNER":
-        mode |= stat.S_IXUSR
-    if execute == "ALL":
-        mode |= stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
-    return mode
-
-
-def _set_mode(path: Path, artifact: Artifact) -> None:
-    os.chmod(path, _mode(artifact))
-
-
-def _set_tree_mode(folder: Path, artifact: Artifact) -> None:
-    """Unpacked files get the artifact's permission; folders stay listable by all (and
-    writable by their owner, so a later deployment can replace them)."""
-    mode = _mode(artifact)
-    for current, _dirs, files in os.walk(folder):
-        os.chmod(current, 0o755)
-        for name in files:
-            os.chmod(os.path.join(current, name), mode)
-
-
-def _unzip(archive: Path, destination: Path, component: str) -> None:
-    base = destination.resolve()
-    try:
-        with zipfile.ZipFile(archive) as zipped:
-            for member in zipped.infolist():
-                target = (destination / member.filename).resolve()
-                if base != target and base not in target.parents:
-                    raise DeploymentError(f"{component}: {archive.name} has an entry outside "
-                                          f"its folder: {member.filename}")
-            zipped.extractall(destination)
-    except zipfile.BadZipFile as exc:
-        raise DeploymentError(f"{component}: {archive} is not a ZIP file: {exc}") from exc

@@ -31,8 +31,10 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # Same patterns as the nucleus: names are word characters and dots; keys stop at ':' or '}'.
-_SAME_COMPONENT = re.compile(r"\{([.\w]+):([^:}]+)\}", re.ASCII)
-_CROSS_COMPONENT = re.compile(r"\{([.\w]+):([.\w]+):([^:}]+)\}", re.ASCII)
+# KernelConfigResolver's SAME_COMPONENT_INTERPOLATION_REGEX and the cross-component one: names
+# may hold '-' (component names do); Java's \w is ASCII
+_SAME_COMPONENT = re.compile(r"\{([.\w-]+):([^:}]+)\}", re.ASCII)
+_CROSS_COMPONENT = re.compile(r"\{([.\w-]+):([.\w-]+):([^:}]+)\}", re.ASCII)
 _DEPENDENCY_NAMESPACES = ("artifacts", "work", "configuration", "kernel", "iot")
 
 

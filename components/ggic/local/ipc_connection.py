@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any, Callable
 
+from .control_api import run_control_operation
 from .eventstream import (
     CLIENT_MAX_MESSAGE_LENGTH,
     MAX_HEADERS_LENGTH,
@@ -43,15 +44,8 @@ from .eventstream import (
 )
 from .ipc_errors import InvalidArgumentsError, IpcError, ServiceError
 from .ipc_nucleus import LocalNucleus
-from .ipc_operations import (
-    OPERATIONS,
-    Operation,
-    OperationContext,
-    OperationResult,
-    check_control_access,
-    not_implemented,
-    run_control_operation,
-)
+from .ipc_operations import OPERATIONS, check_control_access, not_implemented
+from .ipc_types import Operation, OperationContext, OperationResult
 
 log = logging.getLogger("ggic.local.ipc")
 
@@ -349,7 +343,7 @@ class IpcConnection:
             request = _request_json(rpc.payload)
             ctx = OperationContext(self.component, self.nucleus, stream)
             if operation.delegated:
-                check_control_access(ctx, name)
+                check_control_access(ctx, name, request)
                 self._delegate(stream, operation, request)
                 return
             assert operation.handler is not None

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .authorization import AccessControl
-from .ipc_config import ConfigStore
-from .ipc_operations import ControlHandler
-from .ipc_pubsub import PubSubBroker
+from .config_store import ConfigStore
+from .control_api import ControlHandler
+from .pubsub_broker import PubSubBroker
 
 log = logging.getLogger("ggic.local.ipc")
 
@@ -70,10 +70,12 @@ class LocalNucleus:
         control_handler: ControlHandler | None = None,
         on_iot_core_publish: IotCorePublishCallback | None = None,
         on_state_change: StateCallback | None = None,
+        config: ConfigStore | None = None,
     ) -> None:
         self.control_handler = control_handler
         self.broker = PubSubBroker()
-        self.config = ConfigStore()
+        self.config = config if config is not None else ConfigStore()
+        """The one configuration store (the runtime's, shared with its deployments)."""
         self.callbacks = CallbackRunner()
         self.iot_core_messages: list[dict[str, Any]] = []
         self._on_iot_core_publish = on_iot_core_publish

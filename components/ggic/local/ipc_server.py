@@ -1,7 +1,8 @@
 """A local Greengrass IPC server: speaks the nucleus's IPC protocol to the real awsiotsdk client.
 
 Components that use ``GreengrassCoreIPCClientV2`` unchanged connect to it through the same two
-environment variables the nucleus sets (:meth:`IpcServer.component_env`)::
+environment variables the nucleus sets (:meth:`IpcServer.component_env`; with the older socket
+variable and the TES token too)::
 
     server = IpcServer(tmp / "ipc.socket")
     server.register_component("com.custom.requester", access_control=..., configuration=...)
@@ -27,16 +28,19 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
+from .config_store import ConfigStore
+from .control_api import ControlHandler
 from .ipc_connection import IpcConnection
 from .ipc_nucleus import IotCorePublishCallback, LocalNucleus, StateCallback
-from .ipc_operations import ControlHandler
-from .ipc_pubsub import PubSubMessage, Subscription
+from .pubsub_broker import PubSubMessage, Subscription
 from .topics import validate_publish_topic, validate_topic_filter
 
 log = logging.getLogger("ggic.local.ipc")
 
 SOCKET_ENV = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"
+SOCKET_ENV_OLD = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH"  # IPCEventStreamService sets both
 TOKEN_ENV = "SVCUID"
+TES_TOKEN_ENV = "AWS_CONTAINER_AUTHORIZATION_TOKEN"  # ShellRunner: the SVCUID again, for TES
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 _START_TIMEOUT = 10.0
 _EVENT_OVERHEAD_BYTES = 1024
@@ -52,6 +56,7 @@ class IpcServer:
         on_iot_core_publish: IotCorePublishCallback | None = None,
         on_state_change: StateCallback | None = None,
         max_write_buffer_bytes: int | None = None,
+        config: ConfigStore | None = None,
     ) -> None:
         self.socket_path = Path(socket_path).absolute()
         if len(os.fsencode(self.socket_path)) >= 104:
@@ -67,6 +72,7 @@ class IpcServer:
             control_handler=control_handler,
             on_iot_core_publish=on_iot_core_publish,
             on_state_change=on_state_change,
+            config=config,
         )
         self._lock = threading.Lock()
         self._connections: set[IpcConnection] = set()
@@ -218,7 +224,10 @@ class IpcServer:
             connection.close_threadsafe()
 
     def component_env(self, name: str) -> dict[str, str]:
-        return {SOCKET_ENV: str(self.socket_path), TOKEN_ENV: self._nucleus.token(name)}
+        token = self._nucleus.token(name)
+        socket_path = str(self.socket_path)
+        return {SOCKET_ENV: socket_path, SOCKET_ENV_OLD: socket_path, TOKEN_ENV: token,
+                TES_TOKEN_ENV: token}
 
     def components(self) -> list[str]:
         return self._nucleus.component_names()
@@ -240,14 +249,10 @@ class IpcServer:
     def set_access_control(self, name: str, access_control: Mapping | str | None) -> None:
         self._nucleus.set_access_control(name, access_control)
 
-    def watch_configuration(
-        self, name: str, callback: Callable[[str, tuple[str, ...]], None]
-    ) -> Callable[[], None]:
-        """``callback(component, key_path)`` for each changed key of ``name``'s configuration,
-        whoever changed it (the component's UpdateConfiguration, or :meth:`set_configuration`).
-        It runs on the thread making the change (the event loop for IPC calls): it must be
-        quick and must not call back into IPC. Returns a function that stops watching."""
-        return self._nucleus.config.watch(name, (), callback)
+    @property
+    def config(self) -> ConfigStore:
+        """The configuration store the configuration operations are a view over."""
+        return self._nucleus.config
 
     # --- lifecycle state ---------------------------------------------------------------------
 

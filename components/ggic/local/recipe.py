@@ -19,9 +19,23 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import total_ordering
 from pathlib import Path
 from typing import Any
+
+from ..semver import Version, VersionRange
+from .recipe_lifecycle import (
+    ComponentLifecycle,
+    LifecycleStep,
+    RecipeError,
+    canonical_key,
+    parse_lifecycle,
+)
+
+__all__ = [
+    "Artifact", "ComponentDependency", "ComponentLifecycle", "LifecycleStep", "Manifest",
+    "Permission", "Recipe", "RecipeError", "Version", "VersionRange", "effective_lifecycle",
+    "load_recipe", "parse_lifecycle", "parse_recipe", "recipe_from_document",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,247 +54,6 @@ COMPONENT_TYPES = (
 DEPENDENCY_TYPES = ("HARD", "SOFT")
 UNARCHIVE_TYPES = ("NONE", "ZIP")
 PERMISSION_TYPES = ("NONE", "OWNER", "ALL")
-
-#: Lifecycle steps in the order the nucleus runs them, and their default timeouts (seconds;
-#: None = no timeout). From the nucleus's Lifecycle/GenericExternalService.
-STEP_NAMES = ("Bootstrap", "Install", "Startup", "Run", "Shutdown", "Recover")
-DEFAULT_STEP_TIMEOUTS: Mapping[str, float | None] = {
-    "Bootstrap": 120.0,
-    "Install": 120.0,
-    "Startup": 120.0,
-    "Run": None,
-    "Shutdown": 15.0,
-    "Recover": 60.0,
-}
-_STEP_OBJECT_KEYS = ("Script", "RequiresPrivilege", "Skipif", "Timeout", "Setenv")
-_LIFECYCLE_KEYS = ("Setenv",) + STEP_NAMES
-
-
-class RecipeError(ValueError):
-    """A recipe is malformed. ``source`` is the recipe file, ``key`` the offending key path."""
-
-    def __init__(self, source: str, key: str, message: str) -> None:
-        self.source = source
-        self.key = key
-        self.message = message
-        where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {message}")
-
-
-# --- semantic versions (npm flavour) ----------------------------------------------------------
-
-_VERSION_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
-
-
-@total_ordering
-@dataclass(frozen=True)
-class Version:
-    """A strict semantic version (``MAJOR.MINOR.PATCH[-pre][+build]``)."""
-
-    major: int
-    minor: int
-    patch: int
-    prerelease: tuple[str, ...] = ()
-    build: str = ""
-
-    @classmethod
-    def parse(cls, text: str) -> Version:
-        match = _VERSION_RE.match(text.strip())
-        if not match:
-            raise ValueError(f"not a semantic version (MAJOR.MINOR.PATCH): {text!r}")
-        pre = tuple(match.group(4).split(".")) if match.group(4) else ()
-        return cls(int(match.group(1)), int(match.group(2)), int(match.group(3)), pre,
-                   match.group(5) or "")
-
-    @property
-    def core(self) -> tuple[int, int, int]:
-        return (self.major, self.minor, self.patch)
-
-    def _key(self) -> tuple:
-        if not self.prerelease:
-            return (self.core, (1,))
-        idents = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.prerelease)
-        return (self.core, (0, idents))
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Version):
-            return NotImplemented
-        return self._key() < other._key()
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Version):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __str__(self) -> str:
-        text = f"{self.major}.{self.minor}.{self.patch}"
-        if self.prerelease:
-            text += "-" + ".".join(self.prerelease)
-        if self.build:
-            text += "+" + self.build
-        return text
-
-
-@dataclass(frozen=True)
-class _Comparator:
-    op: str  # one of < <= > >= =
-    version: Version
-
-    def test(self, version: Version) -> bool:
-        if self.op == "<":
-            return version < self.version
-        if self.op == "<=":
-            return version <= self.version
-        if self.op == ">":
-            return version > self.version
-        if self.op == ">=":
-            return version >= self.version
-        return version == self.version
-
-
-_PARTIAL_RE = re.compile(
-    r"^v?(?P<major>[xX*]|0|[1-9]\d*)"
-    r"(?:\.(?P<minor>[xX*]|0|[1-9]\d*)"
-    r"(?:\.(?P<patch>[xX*]|0|[1-9]\d*)"
-    r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
-    r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)?)?$"
-)
-_OPERATORS = ("<=", ">=", "<", ">", "=", "~>", "~", "^")
-
-
-def _is_x(part: str | None) -> bool:
-    return part is None or part in ("x", "X", "*")
-
-
-def _lowest(major: int, minor: int = 0, patch: int = 0) -> Version:
-    """The lowest version of a release line (``X.Y.Z-0``): an exclusive upper bound."""
-    return Version(major, minor, patch, ("0",))
-
-
-class _Partial:
-    def __init__(self, text: str) -> None:
-        match = _PARTIAL_RE.match(text)
-        if not match:
-            raise ValueError(f"not a version or partial version: {text!r}")
-        self.major = None if _is_x(match.group("major")) else int(match.group("major"))
-        minor = match.group("minor")
-        patch = match.group("patch")
-        self.minor = None if self.major is None or _is_x(minor) else int(minor)
-        self.patch = None if self.minor is None or _is_x(patch) else int(patch)
-        pre = match.group("pre")
-        self.prerelease = tuple(pre.split(".")) if pre and self.patch is not None else ()
-
-    def floor(self) -> Version:
-        return Version(self.major or 0, self.minor or 0, self.patch or 0, self.prerelease)
-
-
-def _desugar(op: str, text: str) -> list[_Comparator]:
-    p = _Partial(text)
-    if op in ("~", "~>"):
-        if p.major is None:
-            return [_Comparator(">=", Version(0, 0, 0))]
-        if p.minor is None:
-            return [_Comparator(">=", p.floor()), _Comparator("<", _lowest(p.major + 1))]
-        return [_Comparator(">=", p.floor()), _Comparator("<", _lowest(p.major, p.minor + 1))]
-    if op == "^":
-        if p.major is None:
-            return [_Comparator(">=", Version(0, 0, 0))]
-        if p.major > 0 or p.minor is None:
-            return [_Comparator(">=", p.floor()), _Comparator("<", _lowest(p.major + 1))]
-        if p.minor > 0 or p.patch is None:
-            return [_Comparator(">=", p.floor()), _Comparator("<", _lowest(0, p.minor + 1))]
-        return [_Comparator(">=", p.floor()), _Comparator("<", _lowest(0, 0, p.patch + 1))]
-    if p.major is None:  # "*", "x", ">=*"...
-        if op in ("<", ">"):
-            return [_Comparator("<", _lowest(0))]  # matches nothing
-        return [_Comparator(">=", Version(0, 0, 0))]
-    if p.patch is not None:
-        return [_Comparator(op or "=", p.floor())]
-    # a partial version (1 or 1.2): an X-range
-    if p.minor is None:
-        low, high = Version(p.major, 0, 0), _lowest(p.major + 1)
-        next_low = Version(p.major + 1, 0, 0)
-    else:
-        low, high = Version(p.major, p.minor, 0), _lowest(p.major, p.minor + 1)
-        next_low = Version(p.major, p.minor + 1, 0)
-    if op in ("", "="):
-        return [_Comparator(">=", low), _Comparator("<", high)]
-    if op == ">":
-        return [_Comparator(">=", next_low)]
-    if op == ">=":
-        return [_Comparator(">=", low)]
-    if op == "<":
-        return [_Comparator("<", _lowest(low.major, low.minor, 0))]
-    return [_Comparator("<", high)]  # <=
-
-
-def _hyphen_upper(text: str) -> list[_Comparator]:
-    p = _Partial(text)
-    if p.major is None:
-        return []
-    if p.minor is None:
-        return [_Comparator("<", _lowest(p.major + 1))]
-    if p.patch is None:
-        return [_Comparator("<", _lowest(p.major, p.minor + 1))]
-    return [_Comparator("<=", p.floor())]
-
-
-class VersionRange:
-    """An npm-style version range (``^1.2.0``, ``>=2.1.0 <2.2.0``, ``1.x || ~2.3``...)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._sets: list[list[_Comparator]] = []
-        for alternative in str(text).split("||"):
-            self._sets.append(self._parse_set(alternative.strip()))
-
-    @staticmethod
-    def _parse_set(text: str) -> list[_Comparator]:
-        hyphen = re.match(r"^(\S+)\s+-\s+(\S+)$", text)
-        if hyphen:
-            low = _Partial(hyphen.group(1)).floor()
-            return [_Comparator(">=", low)] + _hyphen_upper(hyphen.group(2))
-        # glue operators to their versions: ">= 1.2.3" -> ">=1.2.3"
-        text = re.sub(r"(<=|>=|~>|[<>=~^])\s+", r"\1", text)
-        comparators: list[_Comparator] = []
-        for token in text.split() or ["*"]:
-            op = next((o for o in _OPERATORS if token.startswith(o)), "")
-            comparators.extend(_desugar(op, token[len(op):]))
-        return comparators
-
-    def matches(self, version: Version | str) -> bool:
-        if isinstance(version, str):
-            version = Version.parse(version)
-        for comparators in self._sets:
-            if not all(c.test(version) for c in comparators):
-                continue
-            if not version.prerelease:
-                return True
-            # npm: a prerelease only satisfies a set that names a prerelease of the same X.Y.Z
-            if any(c.version.prerelease and c.version.core == version.core
-                   for c in comparators):
-                return True
-        return False
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return f"VersionRange({self.text!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, VersionRange) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
 
 # --- the recipe model -------------------------------------------------------------------------
 
@@ -362,152 +135,6 @@ class Recipe:
         return f"{self.name}-{self.version}"
 
 
-# --- typed lifecycle --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LifecycleStep:
-    """One lifecycle step (``Install``, ``Run``...), after interpolation."""
-
-    name: str
-    script: str
-    requires_privilege: bool = False
-    skipif: str | None = None
-    timeout: float | None = None  # as written; None = the step's default
-    setenv: Mapping[str, str] = field(default_factory=dict)
-    is_object: bool = False  # written as an object with Script (changes the log's scriptName)
-
-    @property
-    def effective_timeout(self) -> float | None:
-        return self.timeout if self.timeout is not None else DEFAULT_STEP_TIMEOUTS[self.name]
-
-    def script_name(self, component: str) -> str:
-        """The nucleus's ``scriptName`` for this step's log lines."""
-        base = f"services.{component}.lifecycle.{self.name}"
-        return base + ".Script" if self.is_object else base
-
-
-@dataclass(frozen=True)
-class ComponentLifecycle:
-    setenv: Mapping[str, str] = field(default_factory=dict)
-    steps: Mapping[str, LifecycleStep] = field(default_factory=dict)
-
-    def step(self, name: str) -> LifecycleStep | None:
-        return self.steps.get(name)
-
-
-def _canonical_key(key: str, known: Sequence[str]) -> str | None:
-    lowered = key.lower()
-    return next((k for k in known if k.lower() == lowered), None)
-
-
-def _env_value(value: Any, source: str, key: str) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
-        return str(value)
-    raise RecipeError(source, key, f"an environment value must be a string, got {value!r}")
-
-
-def _parse_setenv(raw: Any, source: str, key: str) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise RecipeError(source, key, "Setenv must be a mapping of variable names to values")
-    env: dict[str, str] = {}
-    for name, value in raw.items():
-        text = _env_value(value, source, f"{key}.{name}")
-        if text is not None:
-            env[str(name)] = text
-    return env
-
-
-def _parse_bool(value: Any, source: str, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise RecipeError(source, key, f"must be true or false, got {value!r}")
-
-
-def _parse_timeout(value: Any, source: str, key: str) -> float:
-    try:
-        seconds = float(value) if not isinstance(value, bool) else float("nan")
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if not seconds >= 0:
-        raise RecipeError(source, key, f"Timeout must be a number of seconds, got {value!r}")
-    return seconds
-
-
-def _parse_step(name: str, raw: Any, source: str, key: str) -> LifecycleStep | None:
-    if raw is None:
-        return None
-    if isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
-        return LifecycleStep(name=name, script=str(raw))
-    if not isinstance(raw, Mapping):
-        raise RecipeError(source, key, "a lifecycle step must be a script or an object with Script")
-    values: dict[str, Any] = {}
-    for raw_key, value in raw.items():
-        canonical = _canonical_key(str(raw_key), _STEP_OBJECT_KEYS)
-        if canonical is None:
-            logger.warning("%s: %s.%s: unknown lifecycle key, ignored (as by the nucleus)",
-                           source, key, raw_key)
-            continue
-        if canonical in values:
-            raise RecipeError(source, f"{key}.{raw_key}", f"duplicate key ({canonical})")
-        values[canonical] = value
-    script = values.get("Script")
-    if script is None:
-        raise RecipeError(source, key, "a lifecycle step object needs a Script")
-    if not isinstance(script, (str, int, float)) or isinstance(script, bool):
-        raise RecipeError(source, f"{key}.Script", "Script must be a string")
-    skipif = values.get("Skipif")
-    if skipif is not None and not isinstance(skipif, str):
-        raise RecipeError(source, f"{key}.Skipif",
-                          "Skipif must be 'onpath <exe>' or 'exists <file>'")
-    timeout = values.get("Timeout")
-    return LifecycleStep(
-        name=name,
-        script=str(script),
-        requires_privilege=_parse_bool(values.get("RequiresPrivilege", False), source,
-                                       f"{key}.RequiresPrivilege"),
-        skipif=skipif.strip() if isinstance(skipif, str) else None,
-        timeout=None if timeout is None else _parse_timeout(timeout, source, f"{key}.Timeout"),
-        setenv=_parse_setenv(values.get("Setenv"), source, f"{key}.Setenv"),
-        is_object=True,
-    )
-
-
-def parse_lifecycle(raw: Mapping[str, Any], source: str = "<recipe>",
-                    key: str = "Lifecycle") -> ComponentLifecycle:
-    """Type one component's (platform-selected, possibly interpolated) lifecycle section."""
-    if not isinstance(raw, Mapping):
-        raise RecipeError(source, key, "Lifecycle must be a mapping")
-    found: dict[str, Any] = {}
-    for raw_key, value in raw.items():
-        canonical = _canonical_key(str(raw_key), _LIFECYCLE_KEYS)
-        if canonical is None:
-            logger.warning("%s: %s.%s: unknown lifecycle step, ignored (as by the nucleus)",
-                           source, key, raw_key)
-            continue
-        if canonical in found:
-            raise RecipeError(source, f"{key}.{raw_key}", f"duplicate key ({canonical})")
-        found[canonical] = value
-    steps: dict[str, LifecycleStep] = {}
-    for name in STEP_NAMES:
-        step = _parse_step(name, found.get(name), source, f"{key}.{name}")
-        if step is not None:
-            steps[name] = step
-    if "Startup" in steps and "Run" in steps:
-        logger.warning("%s: %s defines both Startup and Run; the nucleus runs only Startup",
-                       source, key)
-    return ComponentLifecycle(setenv=_parse_setenv(found.get("Setenv"), source, f"{key}.Setenv"),
-                              steps=steps)
-
-
 # --- loading ----------------------------------------------------------------------------------
 
 _TOP_KEYS = (
@@ -527,7 +154,7 @@ def _normalise(raw: Any, known: Sequence[str], source: str, key: str) -> dict[st
         raise RecipeError(source, key, f"must be a mapping, got {type(raw).__name__}")
     out: dict[str, Any] = {}
     for raw_key, value in raw.items():
-        canonical = _canonical_key(str(raw_key), known)
+        canonical = canonical_key(str(raw_key), known)
         where = f"{key}.{raw_key}" if key else str(raw_key)
         if canonical is None:
             logger.warning("%s: %s: unknown recipe key, ignored (as by the nucleus)", source, where)

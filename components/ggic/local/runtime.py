@@ -12,9 +12,10 @@ as the nucleus does::
 and glues the pieces together the way the nucleus does:
 
 * every deployed component is registered with the IPC server (its own token, its
-  ``accessControl``, its effective configuration); configuration is kept in step both ways: a
-  deployment's ``--update-config`` reaches running components as SubscribeToConfigurationUpdate
-  events, and a component's UpdateConfiguration is persisted for the next deployment;
+  ``accessControl``); there is one configuration store (``config_store``): deployments write
+  into it, the configuration IPC operations are a view over it, so a deployment's
+  ``--update-config`` reaches running components as SubscribeToConfigurationUpdate events and a
+  component's UpdateConfiguration is what the next deployment starts from;
 * a component reporting ERRORED with UpdateState is handled like a crash (restart; the third
   error within an hour makes it BROKEN);
 * deployments are queued and run one at a time on a worker thread (QUEUED, IN_PROGRESS,
@@ -27,7 +28,6 @@ deployment thread: shared state is guarded by locks, and none is held while wait
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import json
@@ -47,16 +47,30 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .component_logs import component_log_path, logs_dir, runtime_log_path, setup_runtime_logging
+from .config_store import ConfigStore
+from .control import LocalControlHandler
 from .deployment import (
+    CONFIGURATION_FILE,
+    DEFAULT_NUCLEUS_VERSION,
     DEFAULT_THING_NAME,
     DeploymentError,
     DeploymentPlan,
     DeploymentRequest,
     LocalDeployer,
 )
+from .iot_core_log import iot_core_line, read_iot_core_log, shorten
 from .ipc_server import IpcServer
 from .lifecycle import RunnerSettings, State, Supervisor, nucleus_environment
 from .platform import detect_platform
+from .private_files import open_private_append, private_dir, write_private_json
+from .runtime_records import (
+    ComponentStatus,
+    DeploymentStatus,
+    LocalDeploymentRecord,
+    NoSuchDeployment,
+    load_deployment_records,
+    save_deployment_records,
+)
 
 log = logging.getLogger("ggic.local.runtime")
 
@@ -83,72 +97,9 @@ MAX_SOCKET_PATH_BYTES = 103
 SETTLED_STATES = frozenset({State.RUNNING, State.FINISHED, State.BROKEN})
 
 
-class DeploymentStatus:
-    QUEUED = "QUEUED"
-    IN_PROGRESS = "IN_PROGRESS"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-
-
-FINAL_STATUSES = frozenset({DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED})
-
-
 def default_root() -> Path:
     """``$GGIC_LOCAL_ROOT``, else ``.ggic/local`` (relative to the current directory)."""
     return Path(os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
-
-
-@dataclass
-class LocalDeploymentRecord:
-    """One local deployment and what became of it."""
-
-    deployment_id: str
-    request: DeploymentRequest
-    created_on: datetime
-    status: str = DeploymentStatus.QUEUED
-    detailed_status: str | None = None
-    """The nucleus's DetailedDeploymentStatus once finished (SUCCESSFUL, FAILED_...)."""
-    error: str | None = None
-    error_types: tuple[str, ...] = ()
-    components: tuple[str, ...] = ()
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "deploymentId": self.deployment_id,
-            "createdOn": self.created_on.isoformat(),
-            "status": self.status,
-            "detailedStatus": self.detailed_status,
-            "error": self.error,
-            "errorTypes": list(self.error_types),
-            "components": list(self.components),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LocalDeploymentRecord:
-        return cls(
-            deployment_id=str(data["deploymentId"]),
-            request=DeploymentRequest(),
-            created_on=datetime.fromisoformat(str(data["createdOn"])),
-            status=str(data.get("status") or DeploymentStatus.FAILED),
-            detailed_status=data.get("detailedStatus"),
-            error=data.get("error"),
-            error_types=tuple(data.get("errorTypes") or ()),
-            components=tuple(data.get("components") or ()),
-        )
-
-
-@dataclass(frozen=True)
-class ComponentStatus:
-    name: str
-    version: str
-    state: State
-    reported_state: str | None
-    """The last state the component itself reported with UpdateState in its current run."""
-    configuration: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -172,10 +123,6 @@ class RuntimeSettings:
     """Start the root's last deployment again on start (as the nucleus does after a reboot)."""
 
 
-class NoSuchDeployment(KeyError):
-    pass
-
-
 class LocalRuntime:
     """A local Greengrass core: see the module docstring. Use as a context manager or call
     :meth:`start` and :meth:`close`."""
@@ -184,24 +131,28 @@ class LocalRuntime:
         self.root = Path(root).absolute()
         self.settings = settings or RuntimeSettings()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.logs_dir = logs_dir(self.root)
+        self.config_dir = private_dir(self.root / "config")
+        self.logs_dir = private_dir(logs_dir(self.root))
         self.iot_core_log = self.logs_dir / IOT_CORE_LOG
         self.cli_token_file = self.root / CLI_TOKEN_FILE
         self.platform = detect_platform(self.settings.platform_overrides)
+        self.config = ConfigStore.load(self.config_dir / CONFIGURATION_FILE)
+        """The one configuration store: deployments write into it, IPC is a view over it."""
         self.deployer = LocalDeployer(self.root, platform=self.platform,
-                                      thing_name=self.settings.thing_name)
+                                      thing_name=self.settings.thing_name,
+                                      configuration=self.config)
         self.socket_path, self._socket_temp_dir = _choose_socket_path(self.root)
-        from .control import LocalControlHandler  # control imports this module
-
         self.server = IpcServer(
             self.socket_path,
+            config=self.config,
             control_handler=LocalControlHandler(self),
             on_iot_core_publish=self._on_iot_core_publish,
             on_state_change=self._on_reported_state,
         )
         self.supervisor = Supervisor(
             [], self.root, env_for=self._component_env,
-            base_env=nucleus_environment(self.settings.thing_name, self.settings.region),
+            base_env=nucleus_environment(self.settings.thing_name, self.settings.region,
+                                         nucleus_version=DEFAULT_NUCLEUS_VERSION),
             on_state_change=self._on_lifecycle_state, settings=self.settings.runner,
         )
         self.cli_token: str | None = None
@@ -212,16 +163,12 @@ class LocalRuntime:
         self._errors_seen: dict[str, int] = {}
         self._versions: dict[str, str] = {}
         self._deployments: dict[str, LocalDeploymentRecord] = {}
+        self._cancel_requested: set[str] = set()
         self._queue: queue.Queue[LocalDeploymentRecord | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._closing = threading.Event()
         self._started = False
         self._closed = False
-        # configuration sync (IPC <-> deployer): short critical sections only
-        self._config_lock = threading.RLock()
-        self._syncing = threading.local()
-        self._updates_since_plan: list[tuple[str, tuple[str, ...], bool, Any, int]] | None = None
-        self._unwatch: dict[str, Callable[[], None]] = {}
         self._iot_core_lock = threading.Lock()
         self._records_file_lock = threading.Lock()
         self._load_deployment_records()
@@ -241,7 +188,7 @@ class LocalRuntime:
         self.server.start()
         self.cli_token = self.server.register_component(
             CLI_COMPONENT, access_control=CLI_ACCESS_CONTROL, cli=True)
-        _write_private_json(self.cli_token_file, {
+        write_private_json(self.cli_token_file, {
             "cli_auth_token": self.cli_token, "domain_socket_path": str(self.socket_path),
             "pid": os.getpid()})
         self._worker = threading.Thread(target=self._deployment_loop, daemon=True,
@@ -265,8 +212,6 @@ class LocalRuntime:
         if states:
             log.info("components stopped: %s",
                      ", ".join(f"{n} {s.value}" for n, s in states.items()))
-        for unwatch in list(self._unwatch.values()):
-            unwatch()
         self.server.close()
         if self.cli_token is not None:  # ours (not another runtime's, if start() failed)
             with contextlib.suppress(FileNotFoundError):
@@ -316,6 +261,32 @@ class LocalRuntime:
         with self._lock:
             return [dataclasses.replace(r) for r in self._deployments.values()]
 
+    def cancel_deployment(self, deployment_id: str) -> str:
+        """Cancel a QUEUED or IN_PROGRESS deployment (the greengrass-cli's
+        CancelLocalDeployment); returns its answer's message. A deployment in progress stops
+        where it is (before its changes if it has not applied them yet; otherwise they stay,
+        as in the nucleus's DeploymentService.cancelCurrentDeployment)."""
+        with self._state_changed:
+            record = self._deployments.get(deployment_id)
+            if record is None:
+                raise NoSuchDeployment(deployment_id)
+            if record.finished:
+                return "Cancellation request is not processed because deployment is already " \
+                       "finished"
+            if record.status == DeploymentStatus.QUEUED:
+                record.status = DeploymentStatus.CANCELED
+                self._state_changed.notify_all()
+            else:
+                self._cancel_requested.add(deployment_id)
+        if record.status == DeploymentStatus.CANCELED:
+            self._save_deployment_records()
+        log.warning("local deployment %s: cancellation requested", deployment_id)
+        return f"Cancel request submitted. Deployment ID: {deployment_id}"
+
+    def _cancelled(self, record: LocalDeploymentRecord) -> bool:
+        with self._lock:
+            return record.deployment_id in self._cancel_requested
+
     def wait_for_deployment(self, deployment_id: str, timeout: float | None = None
                             ) -> LocalDeploymentRecord:
         """Wait until the deployment has finished (or ``timeout``); returns its record."""
@@ -331,6 +302,9 @@ class LocalRuntime:
             record = self._queue.get()
             if record is None:
                 return
+            if record.status == DeploymentStatus.CANCELED:
+                log.info("local deployment %s was cancelled before it ran", record.deployment_id)
+                continue
             if self._closing.is_set():
                 self._finish(record, DeploymentStatus.FAILED, "FAILED_NO_STATE_CHANGE",
                              "the runtime stopped before the deployment ran", ("CLOSED",))
@@ -349,17 +323,16 @@ class LocalRuntime:
             record.request,
             stand_ins=tuple(self.settings.stand_ins) + tuple(record.request.stand_ins))
         try:
-            with self._config_lock:
-                self._updates_since_plan = []
-                plan = self.deployer.plan(request)
+            plan = self.deployer.plan(request)
         except DeploymentError as exc:
-            with self._config_lock:
-                self._updates_since_plan = None
             log.error("local deployment %s failed: %s", record.deployment_id, exc)
             self._finish(record, DeploymentStatus.FAILED, "FAILED_NO_STATE_CHANGE", str(exc),
                          ("REQUEST_ERROR",))
             return
         plan = dataclasses.replace(plan, deployment_id=record.deployment_id)
+        if self._cancelled(record):
+            self._finish(record, DeploymentStatus.CANCELED, None, None, ())
+            return
         with self._lock:
             record.components = tuple(plan.names)
         states = self.supervisor.states()
@@ -377,15 +350,9 @@ class LocalRuntime:
     def _apply(self, plan: DeploymentPlan) -> None:
         """Between stopping the changed components and starting them: files, configuration,
         IPC registrations."""
-        with self._config_lock:
-            self.deployer.apply(plan)
-            for name, key_path, found, value, stamp in self._updates_since_plan or ():
-                _store_update(self.deployer, name, key_path, found, value, stamp)
-            self._updates_since_plan = None
-            self.deployer.save_configuration()
-            for planned in plan.components:
-                if planned.builtin:
-                    continue
+        self.deployer.apply(plan)  # writes the configuration store: subscribers hear of it
+        for planned in plan.components:
+            if not planned.builtin:
                 self._register(planned.name)
         with self._lock:
             self._versions = {c.name: c.version for c in plan.components}
@@ -397,7 +364,7 @@ class LocalRuntime:
         deadline = time.monotonic() + self.settings.deployment_timeout
         failure = None
         while failure is None:
-            failure = self._wait_until_settled(names, deadline)
+            failure = self._wait_until_settled(record, names, deadline)
             if failure is not None:
                 break
             broken = [n for n in names if self.supervisor.state(n) == State.BROKEN]
@@ -414,13 +381,18 @@ class LocalRuntime:
                 self._finish(record, DeploymentStatus.SUCCEEDED, "SUCCESSFUL", None, ())
                 return
         reason, error_type = failure
+        if error_type == DeploymentStatus.CANCELED:  # its changes stay, as in the nucleus
+            self._finish(record, DeploymentStatus.CANCELED, None, None, ())
+            return
         self._finish(record, DeploymentStatus.FAILED, "FAILED_ROLLBACK_NOT_REQUESTED", reason,
                      (error_type,))
 
-    def _wait_until_settled(self, names: Sequence[str], deadline: float
-                            ) -> tuple[str, str] | None:
+    def _wait_until_settled(self, record: LocalDeploymentRecord, names: Sequence[str],
+                            deadline: float) -> tuple[str, str] | None:
         """None once every component is RUNNING, FINISHED or BROKEN; else why not."""
         while not self._closing.is_set():
+            if self._cancelled(record):
+                return "cancelled", DeploymentStatus.CANCELED
             if self.supervisor.wait_for(lambda s: all(s.get(n) in SETTLED_STATES for n in names),
                                         min(0.2, max(0.0, deadline - time.monotonic()))):
                 return None
@@ -443,9 +415,10 @@ class LocalRuntime:
             self._state_changed.notify_all()
         self._save_deployment_records()
 
-    def _finish(self, record: LocalDeploymentRecord, status: str, detailed: str,
+    def _finish(self, record: LocalDeploymentRecord, status: str, detailed: str | None,
                 error: str | None, error_types: Sequence[str]) -> None:
         with self._state_changed:
+            self._cancel_requested.discard(record.deployment_id)
             record.status = status
             record.detailed_status = detailed
             record.error = error
@@ -454,34 +427,25 @@ class LocalRuntime:
         self._save_deployment_records()
         if status == DeploymentStatus.SUCCEEDED:
             log.info("local deployment %s SUCCEEDED", record.deployment_id)
+        elif status == DeploymentStatus.CANCELED:
+            log.warning("local deployment %s CANCELED (changes it applied stay; deploy again "
+                        "to revert them)", record.deployment_id)
         else:
             log.error("local deployment %s FAILED: %s", record.deployment_id, error)
 
+    @property
+    def _records_file(self) -> Path:
+        return self.config_dir / DEPLOYMENTS_FILE
+
     def _load_deployment_records(self) -> None:
-        path = self.deployer.config_dir / DEPLOYMENTS_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return
-        for item in data if isinstance(data, list) else ():
-            try:
-                record = LocalDeploymentRecord.from_json(item)
-            except (KeyError, TypeError, ValueError):
-                continue
-            if not record.finished:  # interrupted by the last shutdown
-                record.status = DeploymentStatus.FAILED
-                record.error = record.error or "the runtime stopped during the deployment"
+        for record in load_deployment_records(self._records_file):
             self._deployments[record.deployment_id] = record
 
     def _save_deployment_records(self) -> None:
         with self._records_file_lock:  # writers on several threads; the newest state wins
             with self._lock:
-                data = [r.to_json() for r in self._deployments.values()]
-            path = self.deployer.config_dir / DEPLOYMENTS_FILE
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
-            os.replace(temporary, path)
+                records = list(self._deployments.values())
+            save_deployment_records(self._records_file, records)
 
     # --- components ------------------------------------------------------------------------
 
@@ -491,8 +455,7 @@ class LocalRuntime:
         with self._lock:
             versions = dict(self._versions)
             reported = dict(self._reported)
-        with self._config_lock:
-            configs = {n: self.deployer.configuration.to_dict(n) for n in states}
+        configs = {n: self.config.to_dict(n) for n in states}
         return [ComponentStatus(n, versions.get(n, ""), s, reported.get(n), configs[n])
                 for n, s in states.items()]
 
@@ -556,12 +519,10 @@ class LocalRuntime:
 
     def _on_iot_core_publish(self, record: Mapping[str, Any]) -> None:
         line = iot_core_line(record)
-        with self._iot_core_lock:
-            self.iot_core_log.parent.mkdir(parents=True, exist_ok=True)
-            with self.iot_core_log.open("a", encoding="utf-8") as out:
-                out.write(json.dumps(line) + "\n")
+        with self._iot_core_lock, open_private_append(self.iot_core_log) as out:
+            out.write(json.dumps(line) + "\n")
         log.info("AWS IoT Core <- %s: %s (qos %s, from %s)", line["topic"],
-                 _shorten(line["payload"]), line["qos"], line["component"])
+                 shorten(line["payload"]), line["qos"], line["component"])
 
     # --- glue callbacks ----------------------------------------------------------------------
 
@@ -572,47 +533,19 @@ class LocalRuntime:
         return env
 
     def _register(self, name: str) -> None:
-        """Register (or refresh) a deployed component with IPC. Called with _config_lock."""
-        configuration = self.deployer.configuration.to_dict(name)
-        access_control = configuration.get("accessControl")
+        """Register (or refresh) a deployed component with IPC: its token and its policies (its
+        configuration is already in the shared store)."""
+        access_control = self.config.to_dict(name).get("accessControl")
         if name in self.server.components():
             self.server.set_access_control(name, access_control)
-            self._syncing.active = True
-            try:
-                self.server.set_configuration(name, configuration)
-            finally:
-                self._syncing.active = False
-            return
-        self.server.register_component(name, access_control=access_control,
-                                       configuration=configuration)
-        self._unwatch[name] = self.server.watch_configuration(name, self._on_ipc_config_change)
+        else:
+            self.server.register_component(name, access_control=access_control)
 
     def _forget_component(self, name: str) -> None:
-        unwatch = self._unwatch.pop(name, None)
-        if unwatch is not None:
-            unwatch()
         self.server.unregister_component(name)
         with self._lock:
             self._reported.pop(name, None)
         log.info("%s removed", name)
-
-    def _on_ipc_config_change(self, component: str, key_path: tuple[str, ...]) -> None:
-        """A component changed configuration through IPC: persist it (event loop thread)."""
-        if getattr(self._syncing, "active", False):
-            return
-        try:
-            value = self.server.get_configuration(component)
-        except KeyError:
-            return
-        found, value = _walk(value, key_path)
-        with self._config_lock:
-            stamp = max(int(time.time() * 1000),
-                        self.deployer.configuration.newest_timestamp() + 1)
-            _store_update(self.deployer, component, key_path, found, value, stamp)
-            if self._updates_since_plan is not None:
-                self._updates_since_plan.append((component, key_path, found, value, stamp))
-            self.deployer.save_configuration()
-        log.info("%s updated its configuration at %s", component, "/" + "/".join(key_path))
 
     def _on_reported_state(self, name: str, state: str) -> None:
         """UpdateState from a component (IPC callback thread)."""
@@ -626,7 +559,12 @@ class LocalRuntime:
             except KeyError:
                 return
             if not handled:
-                log.warning("%s reported ERRORED while not RUNNING; ignored", name)
+                log.warning("%s reported ERRORED while not STARTING or RUNNING; ignored", name)
+        elif state == "RUNNING":
+            try:
+                self.supervisor.report_running(name)  # STARTING (a Startup step) -> RUNNING
+            except KeyError:
+                return
 
     def _on_lifecycle_state(self, name: str, old: State, new: State) -> None:
         """A runner changed state (runner threads)."""
@@ -648,71 +586,3 @@ def _choose_socket_path(root: Path) -> tuple[Path, Path | None]:
         return preferred, None
     folder = Path(tempfile.mkdtemp(prefix="ggic-", dir="/tmp" if os.path.isdir("/tmp") else None))
     return folder / SOCKET_NAME, folder
-
-
-def _write_private_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write a file only its owner can read (mode 0600 from the start)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(data, out)
-    os.replace(temporary, path)
-
-
-def _walk(value: Any, key_path: Sequence[str]) -> tuple[bool, Any]:
-    for key in key_path:
-        if not isinstance(value, Mapping) or key not in value:
-            return False, None
-        value = value[key]
-    return True, value
-
-
-def _store_update(deployer: LocalDeployer, name: str, key_path: Sequence[str], found: bool,
-                  value: Any, stamp: int) -> None:
-    if found:
-        deployer.configuration.update(name, list(key_path), value, timestamp=stamp)
-    else:
-        pointer = "/" + "/".join(k.replace("~", "~0").replace("/", "~1") for k in key_path)
-        deployer.configuration.tree(name).reset(pointer)
-
-
-def _shorten(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def iot_core_line(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A recorded PublishToIoTCore call as one JSON-able line (payload as text if UTF-8)."""
-    payload = bytes(record.get("payload") or b"")
-    try:
-        text, encoding = payload.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
-    line = {
-        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        "component": record.get("component"),
-        "topic": record.get("topic"),
-        "qos": record.get("qos"),
-        "retain": bool(record.get("retain", False)),
-        "payload": text,
-        "payloadEncoding": encoding,
-    }
-    for key in ("userProperties", "contentType", "payloadFormat", "messageExpiryIntervalSeconds"):
-        if record.get(key) is not None:
-            line[key] = record[key]
-    return line
-
-
-def read_iot_core_log(path: Path) -> list[dict[str, Any]]:
-    """The recorded PublishToIoTCore calls (``<root>/logs/iotcore.jsonl``), oldest first."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        with contextlib.suppress(ValueError):
-            out.append(json.loads(line))
-    return out

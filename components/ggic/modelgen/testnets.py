@@ -167,6 +167,35 @@ def _finish(g: GraphBuilder, logits: Tensor, probabilities: bool) -> tuple[Tenso
 
 
 # -- the two networks ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelStoreLikeWeights:
+    """The weights of :func:`write_modelstore_like` (also written as ONNX by
+    :mod:`.onnx_export`, so both backends run the same network)."""
+
+    mean: np.ndarray  # [3], pixel units
+    std: np.ndarray  # [3], pixel units
+    weight: np.ndarray  # [classes, GRID * GRID * 3]
+    bias: np.ndarray  # [classes]
+
+    def reference(self, probabilities: bool = False) -> Reference:
+        def reference(x: np.ndarray) -> np.ndarray:
+            image = (x[0].astype(np.float64) - self.mean) / self.std  # H, W, C
+            v = _standardize(_grid_pool_hw(image, GRID))  # GRID, GRID, C flattened
+            z = _dense(v, self.weight, self.bias)
+            z = _softmax(z) if probabilities else z
+            return z.astype(np.float32)[None, :]
+
+        return reference
+
+
+def modelstore_like_weights(seed: int = 0, num_classes: int = 1000) -> ModelStoreLikeWeights:
+    rng = np.random.default_rng([seed, 1])
+    mean = (np.array(IMAGENET_MEAN) * 255).astype(np.float32)
+    std = (np.array(IMAGENET_STD) * 255).astype(np.float32)
+    weight, bias = _classifier_weights(rng, GRID * GRID * 3, num_classes)
+    return ModelStoreLikeWeights(mean, std, weight, bias)
+
+
 def write_modelstore_like(
     out_dir: str | os.PathLike,
     *,
@@ -179,11 +208,9 @@ def write_modelstore_like(
 ) -> TestNet:
     """Write a ModelStore-ResNet-50-like model into ``out_dir`` (the model directory)."""
     _check_args(size, num_classes)
-    rng = np.random.default_rng([seed, 1])
-    mean = (np.array(IMAGENET_MEAN) * 255).astype(np.float32)
-    std = (np.array(IMAGENET_STD) * 255).astype(np.float32)
+    weights = modelstore_like_weights(seed, num_classes)
+    mean, std, weight, bias = weights.mean, weights.std, weights.weight, weights.bias
     features = GRID * GRID * 3
-    weight, bias = _classifier_weights(rng, features, num_classes)
 
     g = GraphBuilder()
     data = g.input("data", (1, size, size, 3))
@@ -202,13 +229,7 @@ def write_modelstore_like(
         (1, num_classes),
     )
     out, kind = _finish(g, logits, probabilities)
-
-    def reference(x: np.ndarray) -> np.ndarray:
-        image = (x[0].astype(np.float64) - mean) / std  # H, W, C
-        v = _standardize(_grid_pool_hw(image, GRID))  # GRID, GRID, C flattened
-        z = _dense(v, weight, bias)
-        z = _softmax(z) if probabilities else z
-        return z.astype(np.float32)[None, :]
+    reference = weights.reference(probabilities)
 
     model_dir = Path(out_dir)
     files = write_model_dir(

@@ -1,4 +1,4 @@
-"""Helpers for the ggic local runtime tests (no tests here): small real components.
+"""Small real components for the ggic local runtime tests (a helper module: no tests here).
 
 The probe component is a Python process that uses the REAL awsiotsdk client
 (``GreengrassCoreIPCClientV2``) the way our components do, driven by its configuration, and
@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,17 +124,6 @@ def probe_events(runtime: LocalRuntime) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
-        time.sleep(step)
 
 
 def fast_runtime(root: Path, **settings: Any) -> LocalRuntime:

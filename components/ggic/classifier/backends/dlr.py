@@ -1,23 +1,47 @@
-"""Finding the files of a compiled DLR model and what its inputs and outputs are.
+"""The DLR backend: compiled Neo/TVM graph-runtime models run by ``libdlr.so`` (dlr==1.6.0).
 
-A DLR (TVM graph-runtime) model directory holds one kernel library ``*.so``, one graph
-``*.json``, one ``*.params`` and optionally ``*.meta`` (JSON describing inputs and outputs)
-and a ``libdlr.so``. DLR picks the files by extension and refuses a directory with two
-``*.json`` files or a path containing ``:``; :func:`stage_for_dlr` works around both with a
-directory of symbolic links.
+Everything that knows DLR is here: importing ``dlr`` with its phone-home switched off, finding
+a model's files, staging a directory DLR accepts, loading, and explaining failures.
+
+A DLR model directory holds one kernel library ``*.so``, one graph ``*.json``, one ``*.params``
+and optionally ``*.meta`` (JSON describing inputs and outputs) and a ``libdlr.so``. DLR picks
+the files by extension and refuses a directory with two ``*.json`` files or a path containing
+``:``; :class:`StagedModel` works around both with a directory of symbolic links.
+
+The phone-home: ``import dlr`` normally imports ``dlr.counter``, which rewrites
+``site-packages/dlr/counter/ccm_config.json`` and, on every model load, POSTs device and model
+metrics to an AWS endpoint without a timeout (the C library makes no network calls).
+:func:`import_dlr` places a stand-in ``dlr.counter`` module in ``sys.modules`` before ``dlr``
+is imported, so ``dlr.api`` binds a no-op ``call_phone_home`` decorator: nothing is written
+into site-packages and nothing reaches the network.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
 import json
 import logging
 import os
 import struct
+import sys
 import tempfile
+import types
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+from .base import (
+    Backend,
+    ModelDirectory,
+    ModelLoadError,
+    ModelSignature,
+    TensorSpec,
+    model_dir_files,
+)
+from .meta import read_meta
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +49,45 @@ PARAMS_MAGIC = 0xF7E58D4F05049CB7
 RUNTIME_LIBRARY = "libdlr.so"
 #: Environment variable naming a libdlr.so to use when the dlr package has none (aarch64, armv7l).
 LIBRARY_ENV = "DLR_LIBRARY_PATH"
+COUNTER_MODULE = "dlr.counter"
+#: Extensions that make a directory look like a DLR model (for ``Backend: auto``).
+MODEL_SUFFIXES = (".so", ".params", ".json")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-class ModelLoadError(RuntimeError):
-    """The model cannot be loaded; the message says what is wrong and how to fix it."""
+# -- importing dlr without its phone-home -------------------------------------------------------
+def _no_phone_home(func: F) -> F:
+    return func
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "float32"
+def _counter_stub() -> types.ModuleType:
+    stub = types.ModuleType(COUNTER_MODULE)
+    stub.__doc__ = "ggic stand-in: DLR phone-home disabled."
+    stub.call_phone_home = _no_phone_home  # type: ignore[attr-defined]
+    return stub
 
 
+def import_dlr() -> types.ModuleType:
+    """Return the ``dlr`` module, imported with phone-home disabled.
+
+    Raises RuntimeError if ``dlr`` was already imported with its real counter module, since
+    that import has already enabled the phone-home.
+    """
+    existing = sys.modules.get("dlr")
+    counter = sys.modules.get(COUNTER_MODULE)
+    if existing is not None:
+        if counter is None or getattr(counter, "call_phone_home", None) is not _no_phone_home:
+            raise RuntimeError(
+                "dlr was imported before ggic could disable its phone-home; "
+                "import dlr only through ggic.classifier.backends.dlr.import_dlr()"
+            )
+        return existing
+    sys.modules[COUNTER_MODULE] = _counter_stub()
+    return importlib.import_module("dlr")
+
+
+# -- the files of a model -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelFiles:
     directory: Path
@@ -55,39 +105,13 @@ class ModelFiles:
                if p.suffix == ".so" and p.name != RUNTIME_LIBRARY]
         return len(jsons) > 1 or len(sos) > 1 or ":" in str(self.directory.resolve())
 
-
-@dataclass(frozen=True)
-class ModelSignature:
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    source: str
-    #: What the .meta says about preprocessing, for ``ModelProfile: auto``: a profile name
-    #: (``Model.Name``) and/or profile fields (``Model.Preprocessing``), as written by
-    #: ``ggic model build-demo``. Neo's own .meta files carry neither.
-    profile_name: str | None = None
-    preprocessing: dict[str, Any] | None = None
+    def roles(self) -> tuple[tuple[str, Path | None], ...]:
+        return (("graph", self.graph), ("params", self.params), ("kernels", self.library),
+                ("meta", self.meta), (RUNTIME_LIBRARY, self.runtime_library))
 
 
 def find_model_files(model_dir: str | Path) -> ModelFiles:
-    directory = Path(model_dir)
-    if not str(model_dir):
-        raise ModelLoadError(
-            "ModelDir is empty and no default model was provided: set ModelDir to the directory "
-            "of a compiled DLR model (compiled .so, .params and graph .json)"
-        )
-    if not directory.is_dir():
-        raise ModelLoadError(
-            f"ModelDir {directory} does not exist or is not a directory: set ModelDir to the "
-            "directory of a compiled DLR model, or deploy the model component it comes from"
-        )
-    try:
-        entries = sorted(p for p in directory.iterdir() if p.is_file())
-    except PermissionError:
-        raise ModelLoadError(
-            f"ModelDir {directory} is not readable by this component's user: copy the model "
-            "into the component's work directory in a privileged Install step (the recipe does "
-            "this for the ModelStore) or fix its permissions"
-        ) from None
+    directory, entries = model_dir_files(model_dir)
     libraries = [p for p in entries if p.suffix == ".so" and p.name != RUNTIME_LIBRARY]
     params = [p for p in entries if p.suffix == ".params"]
     graphs = [p for p in entries if p.suffix == ".json" and _is_graph_json(p)]
@@ -136,44 +160,11 @@ def _graph_keys_anywhere(path: Path) -> bool:
 def read_signature(files: ModelFiles) -> ModelSignature:
     """Inputs and outputs from the .meta when it has them, otherwise from the graph."""
     if files.meta is not None:
-        try:
-            signature = _signature_from_meta(json.loads(files.meta.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable %s (%s); reading the graph instead", files.meta, exc)
-        else:
-            if signature.inputs:
-                return dataclasses.replace(signature, source=str(files.meta))
+        signature = read_meta(files.meta)
+        if signature is not None and signature.inputs:
+            return signature
+        log.warning("%s names no inputs; reading the graph instead", files.meta)
     return _signature_from_graph(files)
-
-
-def _get(entry: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if key in entry:
-            return entry[key]
-    return None
-
-
-def _signature_from_meta(meta: dict[str, Any]) -> ModelSignature:
-    model = meta.get("Model", meta)
-
-    def specs(items: Any) -> tuple[TensorSpec, ...]:
-        out = []
-        for item in items or []:
-            name = _get(item, "name", "Name")
-            shape = _get(item, "shape", "Shape")
-            dtype = _get(item, "dtype", "DType", "type") or "float32"
-            if name is None:
-                continue
-            out.append(TensorSpec(str(name), tuple(int(d) for d in (shape or ())), str(dtype)))
-        return tuple(out)
-
-    preprocessing = model.get("Preprocessing")
-    name = model.get("Name")
-    return ModelSignature(
-        specs(model.get("Inputs")), specs(model.get("Outputs")), "meta",
-        profile_name=str(name) if isinstance(name, str) else None,
-        preprocessing=dict(preprocessing) if isinstance(preprocessing, dict) else None,
-    )
 
 
 def _signature_from_graph(files: ModelFiles) -> ModelSignature:
@@ -218,19 +209,6 @@ def read_param_names(path: Path) -> list[str]:
         return names
 
 
-def input_layout(shape: tuple[int, ...]) -> tuple[str, tuple[int, int]] | None:
-    """("NCHW"|"NHWC", (height, width)) for a 4-D image input shape, if it is unambiguous."""
-    if len(shape) != 4:
-        return None
-    channels_first = shape[1] in (1, 3)
-    channels_last = shape[3] in (1, 3)
-    if channels_first and not channels_last:
-        return "NCHW", (int(shape[2]), int(shape[3]))
-    if channels_last and not channels_first:
-        return "NHWC", (int(shape[1]), int(shape[2]))
-    return None
-
-
 class StagedModel:
     """A directory DLR accepts: the model's own, or one of symbolic links to its files."""
 
@@ -245,6 +223,7 @@ class StagedModel:
         self._tempdir = tempfile.TemporaryDirectory(prefix="ggic-model-")
         staging = Path(self._tempdir.name)
         if ":" in str(staging):
+            self.close()
             raise ModelLoadError(f"temporary directory {staging} contains ':'; set TMPDIR")
         links = [files.graph, files.params, files.library, files.meta, files.runtime_library]
         for source in links:
@@ -253,6 +232,7 @@ class StagedModel:
         if use_env_runtime:
             runtime = Path(extra_runtime)  # type: ignore[arg-type]
             if not runtime.is_file():
+                self.close()
                 raise ModelLoadError(f"{LIBRARY_ENV}={runtime} is not a file")
             (staging / RUNTIME_LIBRARY).symlink_to(runtime.resolve())
         log.info("staged model %s as %s for DLR", files.directory, staging)
@@ -262,3 +242,71 @@ class StagedModel:
         if self._tempdir is not None:
             self._tempdir.cleanup()
             self._tempdir = None
+
+
+def explain_dlr_failure(files: ModelFiles, exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if type(exc).__name__ == "DLRLibraryNotFound" or "Cannot find DLR Library" in text:
+        return (
+            "DLR's native library libdlr.so was not found. On x86_64 Linux install dlr==1.6.0 "
+            "(its wheel ships libdlr.so); on aarch64/armv7l put a libdlr.so built for the device "
+            f"in the model directory or name it in ${LIBRARY_ENV}. ({text})"
+        )
+    if isinstance(exc, ImportError):
+        return f"the dlr package is not installed: pip install dlr==1.6.0 ({text})"
+    return (
+        f"DLR could not load the model in {files.directory}: {text}. Check that the model was "
+        "compiled for this device's architecture and for the 'cpu' target."
+    )
+
+
+# -- the backend ----------------------------------------------------------------------------------
+class DlrBackend(Backend):
+    """A compiled Neo/TVM model in ``dlr.DLRModel`` (CPU)."""
+
+    name = "dlr"
+    model_files = "a compiled DLR model: one kernel library *.so, one *.params, one graph *.json"
+
+    def __init__(self, model: ModelDirectory, files: ModelFiles, signature: ModelSignature,
+                 staged: StagedModel, dlr_model: Any) -> None:
+        super().__init__(model, signature)
+        self.files = files
+        self._staged = staged
+        self._model: Any = dlr_model
+
+    @classmethod
+    def recognizes(cls, directory: Path) -> bool:
+        return any(p.suffix in MODEL_SUFFIXES and p.name != RUNTIME_LIBRARY
+                   for p in directory.iterdir() if p.is_file())
+
+    @classmethod
+    def inspect(cls, directory: Path) -> ModelDirectory:
+        files = find_model_files(directory)
+        return ModelDirectory(cls.name, files.directory, files.roles(), read_signature(files))
+
+    @classmethod
+    def open(cls, directory: Path) -> DlrBackend:
+        files = find_model_files(directory)
+        signature = read_signature(files)
+        model = ModelDirectory(cls.name, files.directory, files.roles(), signature)
+        staged = StagedModel(files)
+        try:
+            dlr = import_dlr()
+            dlr_model = dlr.DLRModel(str(staged.path), "cpu", use_default_dlr=False)
+        except Exception as exc:
+            staged.close()
+            raise ModelLoadError(explain_dlr_failure(files, exc)) from exc
+        return cls(model, files, signature, staged, dlr_model)
+
+    def output_names(self) -> tuple[str, ...]:
+        with self._lock:
+            if self._model is None:
+                return ()
+            return tuple(self._model.get_output_names() or ())
+
+    def _execute(self, inputs: Mapping[str, np.ndarray]) -> Sequence[Any]:
+        return self._model.run(dict(inputs))
+
+    def _finalize(self) -> None:
+        self._model = None
+        self._staged.close()
