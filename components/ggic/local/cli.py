@@ -22,13 +22,15 @@ from .cli_commands import (
     run_deployment_list,
     run_deployment_status,
     run_iotcore,
-    run_logs,
     run_pub,
     run_stand_in_modelstore,
     run_start,
     run_stop,
     run_sub,
 )
+from .cli_deployment import run_get_debug_password
+from .cli_iotcore import add_iotcore_subcommands
+from .cli_logs import run_logs_command
 from .runtime import IOT_CORE_LOG
 
 # --- parsers -----------------------------------------------------------------------------------
@@ -63,6 +65,10 @@ def add_local_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_logs(commands, root)
     _add_iotcore(commands, root)
     _add_stand_in(commands)
+    password = commands.add_parser(
+        "get-debug-password", parents=[root], help="a username and password as greengrass-cli "
+        "gets them for the local debug console (there is none here)")
+    password.set_defaults(handler=run_get_debug_password)
     from .cloudwatch_stand_in import add_metrics_parser  # issue 12
     add_metrics_parser(commands, root)  # issue 12: `ggic local metrics`
     parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
@@ -93,6 +99,13 @@ def _add_start(commands: argparse._SubParsersAction, root: argparse.ArgumentPars
                             "environment ($GGIC_REUSE_VENV)")
     start.add_argument("--no-resume", action="store_true",
                        help="don't restart the root's last deployment")
+    start.add_argument("--skip-notify-components", action="store_true",
+                       help="deploy without SubscribeToComponentUpdates events, as the nucleus "
+                            "does for greengrass-cli deployments (default: notify, as for cloud "
+                            "deployments)")
+    start.add_argument("--component-update-timeout", type=float, default=60.0, metavar="S",
+                       help="how long a deployment waits for components to answer an update "
+                            "event, each round (default: 60, the nucleus's)")
     start.set_defaults(handler=run_start)
 
 
@@ -129,6 +142,16 @@ def _add_deploy(commands: argparse._SubParsersAction, root: argparse.ArgumentPar
                         metavar="JSON|FILE",
                         help='configuration update: {"<name>": {"MERGE": {...}, "RESET": '
                              '["/key"]}}, as JSON text or a JSON file')
+    deploy.add_argument("-g", "--groupId", dest="group_id", default=None,
+                        help="thing group of the deployment (recorded; one group here)")
+    deploy.add_argument("--runWith", dest="run_with", action="append", default=[],
+                        metavar="NAME:posixUser=USER[:GROUP]",
+                        help="the user a component runs as (greengrass-cli's format); repeatable")
+    deploy.add_argument("--systemLimits", dest="system_limits", default=None,
+                        metavar="JSON|FILE",
+                        help='{"<name>": {"cpus": N, "memory": KB}} as JSON text or a file')
+    deploy.add_argument("-fp", "--failure-handling-policy", dest="failure_policy",
+                        choices=["ROLLBACK", "DO_NOTHING"], default=None)
     deploy.add_argument("--wait", action="store_true",
                         help="wait for the deployment to finish; exit 1 if it FAILED")
     deploy.add_argument("--timeout", type=float, default=1800.0,
@@ -153,7 +176,8 @@ def _add_deployment(commands: argparse._SubParsersAction, root: argparse.Argumen
     cancel = sub.add_parser("cancel", parents=[root], help="cancel a queued or running "
                             "deployment", description="greengrass-cli's deployment cancel: a "
                             "QUEUED deployment never runs; one IN_PROGRESS stops where it is "
-                            "(changes it applied stay).")
+                            "(changes it applied stay); one waiting for its components' deferral "
+                            "is abandoned.")
     cancel.add_argument("-i", "--deploymentId", dest="deployment_id", required=True)
     cancel.set_defaults(handler=run_deployment_cancel)
     parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
@@ -210,14 +234,17 @@ def _add_pubsub(commands: argparse._SubParsersAction, root: argparse.ArgumentPar
 def _add_logs(commands: argparse._SubParsersAction, root: argparse.ArgumentParser) -> None:
     logs = commands.add_parser(
         "logs", parents=[root], help="print the runtime's or a component's log",
-        description="Print <root>/logs/greengrass.log, or <root>/logs/NAME.log.")
+        description="Print <root>/logs/greengrass.log, or <root>/logs/NAME.log. `ggic local "
+                    "logs get` takes greengrass-cli's flags instead: -lf/--log-file, "
+                    "-ld/--log-dir, -f/--filter (there -f filters), -fol/--follow.")
     logs.add_argument("name", nargs="?", default=None, metavar="NAME",
                       help="a component name (default: the runtime's greengrass.log)")
     logs.add_argument("-f", "--follow", action="store_true",
                       help="keep printing new lines until Ctrl-C")
     logs.add_argument("-n", "--lines", type=int, default=None,
                       help="only the last N lines")
-    logs.set_defaults(handler=run_logs)
+    logs.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    logs.set_defaults(handler=run_logs_command)
 
 
 def _add_iotcore(commands: argparse._SubParsersAction, root: argparse.ArgumentParser) -> None:
@@ -227,6 +254,7 @@ def _add_iotcore(commands: argparse._SubParsersAction, root: argparse.ArgumentPa
                     f"(<root>/logs/{IOT_CORE_LOG}); nothing is sent to AWS.")
     iotcore.add_argument("--json", action="store_true", help="print the JSON lines as stored")
     iotcore.set_defaults(handler=run_iotcore)
+    add_iotcore_subcommands(iotcore, root)
 
 
 def _add_stand_in(commands: argparse._SubParsersAction) -> None:

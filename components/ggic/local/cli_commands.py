@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .deployment_options import deployment_options
 from .runtime import CLI_TOKEN_FILE, IOT_CORE_LOG, default_root
 
 log = logging.getLogger("ggic.local.cli")
@@ -109,6 +110,7 @@ def _client_command(handler: Any) -> Any:
 
 def run_start(args: argparse.Namespace) -> int:
     from .deployment import DEFAULT_THING_NAME
+    from .deployment_policies import DeploymentPolicies
     from .platform import parse_platform_overrides
     from .runtime import LocalRuntime, RuntimeSettings
 
@@ -128,7 +130,9 @@ def run_start(args: argparse.Namespace) -> int:
         thing_name=args.thing_name or DEFAULT_THING_NAME, region=args.region,
         platform_overrides=overrides,
         stand_ins=tuple(f.absolute() for f in args.stand_ins),
-        reuse_venv=None if args.build_venvs else sys.prefix, resume=not args.no_resume)
+        reuse_venv=None if args.build_venvs else sys.prefix, resume=not args.no_resume,
+        policies=DeploymentPolicies(notify_components=not args.skip_notify_components,
+                                    component_update_timeout=args.component_update_timeout))
     running = _running_pid(root)
     if running is not None:
         print(f"error: a ggic local runtime (pid {running}) is already running at {root}",
@@ -214,6 +218,10 @@ def run_deploy(args: argparse.Namespace) -> int:
         update = parse_update_config(args.update_config) if args.update_config else {}
     except DeploymentError as exc:
         raise CliError(str(exc)) from None
+    try:
+        options = deployment_options(args)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     remove = [n.strip() for item in args.remove for n in item.split(",") if n.strip()]
     configuration = {name: _update_document(u) for name, u in update.items()}
     response = _call(
@@ -224,7 +232,8 @@ def run_deploy(args: argparse.Namespace) -> int:
         if args.artifact_dir else None,
         root_component_versions_to_add=merge or None,
         root_components_to_remove=remove or None,
-        component_to_configuration=configuration or None)
+        component_to_configuration=configuration or None,
+        **options)
     deployment_id = response.deployment_id
     print(f"Local deployment submitted! Deployment Id: {deployment_id}", flush=True)
     if not args.wait:

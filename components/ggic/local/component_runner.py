@@ -79,6 +79,12 @@ class ComponentRunner:
                                                 name=f"{self.name}-lifecycle")
                 self._thread.start()
 
+    @property
+    def run_process_id(self) -> int | None:
+        """The Run step's process (the leader of its process group), None when none runs."""
+        process = self._run_process
+        return process.pid if process is not None else None
+
     def request_stop(self) -> None:
         with self._cond:
             self._desired = State.FINISHED

@@ -68,3 +68,7 @@ class InvalidRecipeDirectoryPathError(IpcError):
 
 class InvalidArtifactsDirectoryPathError(IpcError):
     model_type = "aws.greengrass#InvalidArtifactsDirectoryPathError"
+
+
+class InvalidTokenError(IpcError):
+    model_type = "aws.greengrass#InvalidTokenError"

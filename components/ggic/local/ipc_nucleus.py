@@ -11,17 +11,23 @@ import contextlib
 import logging
 import secrets
 import threading
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from .authorization import AccessControl
+from .component_updates import ComponentUpdates
 from .config_store import ConfigStore
+from .config_validation import ConfigurationValidation
 from .control_api import ControlHandler
+from .iotcore_broker import PASSED_THROUGH, IotCoreBroker, IotCoreMessage
 from .pubsub_broker import PubSubBroker
 
 log = logging.getLogger("ggic.local.ipc")
+
+MAX_KEPT_METRICS = 1000
 
 StateCallback = Callable[[str, str], None]
 """``on_state_change(component, state)``"""
@@ -74,10 +80,20 @@ class LocalNucleus:
     ) -> None:
         self.control_handler = control_handler
         self.broker = PubSubBroker()
+        self.iot_core = IotCoreBroker()
+        self.component_updates = ComponentUpdates()
+        self.validation = ConfigurationValidation()
+        self.pauser: Any = None
+        """A ``component_pause.ComponentPauser`` (set by the runtime), or None."""
+        """The stand-in for AWS IoT Core's broker (SubscribeToIoTCore, PublishToIoTCore)."""
         self.config = config if config is not None else ConfigStore()
         """The one configuration store (the runtime's, shared with its deployments)."""
         self.callbacks = CallbackRunner()
         self.iot_core_messages: list[dict[str, Any]] = []
+        self.component_metrics: deque[dict[str, Any]] = deque(maxlen=MAX_KEPT_METRICS)
+        """The last PutComponentMetric metrics accepted (``ipc_metrics``)."""
+        self.metric_sink: Callable[[dict[str, Any]], None] | None = None
+        """Called (on the callback thread) with each accepted metric."""
         self._on_iot_core_publish = on_iot_core_publish
         self._on_state_change = on_state_change
         self._lock = threading.Lock()
@@ -216,6 +232,16 @@ class LocalNucleus:
         )
         if self._on_iot_core_publish is not None:
             self.callbacks.submit(self._on_iot_core_publish, dict(record))
+        self.iot_core.publish(IotCoreMessage(
+            record["topic"], record.get("payload", b""), record.get("component", ""),
+            qos=record.get("qos", 0), retain=record.get("retain", False),
+            properties={k: record[k] for k in PASSED_THROUGH if k in record}))
+
+    def record_metric(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self.component_metrics.append(record)
+        if self.metric_sink is not None:
+            self.callbacks.submit(self.metric_sink, dict(record))
 
     def close(self) -> None:
         self.callbacks.close()

@@ -17,6 +17,12 @@ from typing import Any
 
 from .authorization import MQTT_PROXY_SERVICE
 from .control_api import CONTROL_METHODS, PREFIX
+from .ipc_auth_token import handle_validate_authorization_token
+from .ipc_component_updates import (
+    COMPONENT_UPDATE_EVENT,
+    handle_defer_component_update,
+    handle_subscribe_to_component_updates,
+)
 from .ipc_config import (
     CONFIGURATION_EVENT,
     handle_get_configuration,
@@ -24,8 +30,16 @@ from .ipc_config import (
     handle_update_configuration,
 )
 from .ipc_errors import InvalidArgumentsError, ServiceError
+from .ipc_iotcore import IOT_CORE_MESSAGE_EVENT, handle_subscribe_to_iot_core
+from .ipc_metrics import handle_put_component_metric
+from .ipc_pause import handle_pause_component, handle_resume_component
 from .ipc_pubsub import SUBSCRIPTION_EVENT, handle_publish_to_topic, handle_subscribe_to_topic
 from .ipc_types import Operation, OperationContext, OperationResult
+from .ipc_validation import (
+    VALIDATE_CONFIGURATION_EVENT,
+    handle_send_configuration_validity_report,
+    handle_subscribe_to_validate_configuration_updates,
+)
 
 log = logging.getLogger("ggic.local.ipc")
 
@@ -116,6 +130,20 @@ OPERATIONS: Mapping[str, Operation] = {
         ),
         Operation(PREFIX + "UpdateState", handle_update_state),
         Operation(PREFIX + "PublishToIoTCore", handle_publish_to_iot_core),
+        Operation(PREFIX + "SubscribeToIoTCore", handle_subscribe_to_iot_core,
+                  IOT_CORE_MESSAGE_EVENT),
+        Operation(PREFIX + "SubscribeToComponentUpdates", handle_subscribe_to_component_updates,
+                  COMPONENT_UPDATE_EVENT),
+        Operation(PREFIX + "DeferComponentUpdate", handle_defer_component_update),
+        Operation(PREFIX + "PauseComponent", handle_pause_component),
+        Operation(PREFIX + "ResumeComponent", handle_resume_component),
+        Operation(PREFIX + "PutComponentMetric", handle_put_component_metric),
+        Operation(PREFIX + "ValidateAuthorizationToken", handle_validate_authorization_token),
+        Operation(PREFIX + "SubscribeToValidateConfigurationUpdates",
+                  handle_subscribe_to_validate_configuration_updates,
+                  VALIDATE_CONFIGURATION_EVENT),
+        Operation(PREFIX + "SendConfigurationValidityReport",
+                  handle_send_configuration_validity_report),
         *(Operation(name) for name in CONTROL_METHODS),
     )
 }

@@ -250,6 +250,11 @@ class IpcServer:
         self._nucleus.set_access_control(name, access_control)
 
     @property
+    def nucleus(self) -> LocalNucleus:
+        """What the operations act on (component updates, validation, IoT Core, metrics)."""
+        return self._nucleus
+
+    @property
     def config(self) -> ConfigStore:
         """The configuration store the configuration operations are a view over."""
         return self._nucleus.config

@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from .cli_identity import CLI_ACCESS_CONTROL, CLI_COMPONENT
 from .component_logs import component_log_path, logs_dir, runtime_log_path, setup_runtime_logging
 from .config_store import ConfigStore
 from .control import LocalControlHandler
@@ -58,9 +59,11 @@ from .deployment import (
     DeploymentRequest,
     LocalDeployer,
 )
+from .deployment_policies import DeploymentPolicies
 from .iot_core_log import iot_core_line, read_iot_core_log, shorten
 from .ipc_server import IpcServer
 from .lifecycle import RunnerSettings, State, Supervisor, nucleus_environment
+from .nucleus_services import NucleusServices
 from .platform import detect_platform
 from .private_files import open_private_append, private_dir, write_private_json
 from .runtime_records import (
@@ -81,17 +84,6 @@ CLI_TOKEN_FILE = "cli.token"
 IOT_CORE_LOG = "iotcore.jsonl"
 DEPLOYMENTS_FILE = "local_deployments.json"
 REUSE_VENV_ENV = "GGIC_REUSE_VENV"
-CLI_COMPONENT = "aws.greengrass.Cli"
-#: The greengrass-cli's own IPC permissions: local pub/sub on any topic (``pubsub pub/sub``).
-CLI_ACCESS_CONTROL = {
-    "aws.greengrass.ipc.pubsub": {
-        f"{CLI_COMPONENT}:pubsub:1": {
-            "policyDescription": "greengrass-cli pubsub pub/sub",
-            "operations": ["aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"],
-            "resources": ["*"],
-        }
-    }
-}
 #: sun_path is 108 bytes on Linux and 104 on macOS (IpcServer refuses longer paths).
 MAX_SOCKET_PATH_BYTES = 103
 SETTLED_STATES = frozenset({State.RUNNING, State.FINISHED, State.BROKEN})
@@ -121,6 +113,7 @@ class RuntimeSettings:
     deployment to succeed (a component that crashes right after starting fails it)."""
     resume: bool = True
     """Start the root's last deployment again on start (as the nucleus does after a reboot)."""
+    policies: DeploymentPolicies = field(default_factory=DeploymentPolicies)  # update, validation
 
 
 class LocalRuntime:
@@ -155,6 +148,8 @@ class LocalRuntime:
                                          nucleus_version=DEFAULT_NUCLEUS_VERSION),
             on_state_change=self._on_lifecycle_state, settings=self.settings.runner,
         )
+        self.services = NucleusServices(self.server.nucleus, self.supervisor,
+                                        self.settings.policies, self.logs_dir)
         self.cli_token: str | None = None
         self._log_handler: logging.Handler | None = None
         self._lock = threading.Lock()
@@ -205,6 +200,7 @@ class LocalRuntime:
             return
         self._closed = True
         self._closing.set()
+        self.services.close()
         self._queue.put(None)
         if self._worker is not None:
             self._worker.join(timeout)
@@ -278,6 +274,7 @@ class LocalRuntime:
                 self._state_changed.notify_all()
             else:
                 self._cancel_requested.add(deployment_id)
+                self.services.cancellations.request(deployment_id)  # ends a wait for deferrals
         if record.status == DeploymentStatus.CANCELED:
             self._save_deployment_records()
         log.warning("local deployment %s: cancellation requested", deployment_id)
@@ -335,6 +332,8 @@ class LocalRuntime:
             return
         with self._lock:
             record.components = tuple(plan.names)
+        if not self._ask_components(record, plan):
+            return
         states = self.supervisor.states()
         broken = [n for n in plan.names if states.get(n) == State.BROKEN]
         reinstall = sorted(set(plan.needs_reinstall()) | set(broken))
@@ -345,7 +344,18 @@ class LocalRuntime:
                                before_start=lambda: self._apply(plan))
         for name in plan.removed:
             self._forget_component(name)
+        self.services.post_update(record.deployment_id)
         self._wait_for_components(record, plan)
+
+    def _ask_components(self, record: LocalDeploymentRecord, plan: DeploymentPlan) -> bool:
+        """Validation, then the update policy (nucleus_services); False if that ended it."""
+        with self._lock:
+            deployed = dict(self._versions)
+        outcome = self.services.ask_components(plan, record.deployment_id, deployed,
+                                               lambda: self._cancelled(record))
+        if outcome is not None:
+            self._finish(record, *outcome)
+        return outcome is None
 
     def _apply(self, plan: DeploymentPlan) -> None:
         """Between stopping the changed components and starting them: files, configuration,
@@ -568,6 +578,8 @@ class LocalRuntime:
 
     def _on_lifecycle_state(self, name: str, old: State, new: State) -> None:
         """A runner changed state (runner threads)."""
+        if new != State.RUNNING:
+            self.services.left_running(name)  # a paused component must be able to stop
         with self._state_changed:
             if new != State.RUNNING:
                 self._reported.pop(name, None)  # what an earlier run reported
