@@ -10,7 +10,9 @@
 #   MODEL_SOURCE_DIR  the ModelStore model for this platform; copied to WORK_DIR/model
 # environment:
 #   GGIC_REUSE_VENV   use this existing virtual environment instead of building one
-#                     (the local runtime sets it to its own; see README)
+#                     (the local runtime sets it to its own; see README). If the component's
+#                     user can't run its interpreter, a venv over a same-version interpreter
+#                     the user can run ($GGIC_PYTHON, pythonX.Y) sees its packages instead.
 set -eu
 
 artifact=$1
@@ -21,7 +23,9 @@ owner=$(stat -c %u "$work")
 group=$(stat -c %g "$work")
 
 as_owner() {
-    # Run "$@" as the work directory's owner (drop root if we have it).
+    # Run "$@" as the work directory's owner (drop root if we have it). setpriv keeps root's
+    # capabilities until its exec, so a command is only proven runnable by the owner when
+    # the owner's own shell starts it.
     if [ "$(id -u)" = "0" ] && [ "$owner" != "0" ]; then
         setpriv --reuid="$owner" --regid="$group" --init-groups -- "$@"
     else
@@ -48,8 +52,65 @@ fi
 # 2. The Python environment (unprivileged).
 venv=$work/venv
 if [ -n "${GGIC_REUSE_VENV:-}" ]; then
-    as_owner ln -sfn "$GGIC_REUSE_VENV" "$venv"
-    echo "using the existing virtual environment $GGIC_REUSE_VENV"
+    reused=$GGIC_REUSE_VENV
+    # (through sh, as the Run step starts it: setpriv's own exec can reach what the user can't)
+    if as_owner sh -c '"$0" -c "import sys"' "$reused/bin/python" 2>/dev/null; then
+        if [ -d "$venv" ] && [ ! -L "$venv" ]; then rm -rf "$venv"; fi
+        as_owner ln -sfn "$reused" "$venv"
+        echo "using the existing virtual environment $reused"
+        exit 0
+    fi
+    # The component's user can't run the reused environment's interpreter (typically a
+    # Python under /root, mode 0700). Make it reachable: a virtual environment over an
+    # interpreter of the same version that the user can run, seeing the reused environment's
+    # packages (they must be readable by the user). Else say what to do.
+    # (read from its files: this step may run as that user, who can't run its interpreter)
+    version=$(sed -n 's/^version[_info]* *= *\([0-9]*\.[0-9]*\).*/\1/p' "$reused/pyvenv.cfg" \
+              2>/dev/null | head -n 1)
+    packages=$reused/lib/python$version/site-packages
+    if [ -z "$version" ] || [ ! -d "$packages" ]; then
+        echo "can't use the reused environment $reused (no pyvenv.cfg version or no" \
+             "$packages): start ggic local with --build-venvs" >&2
+        exit 1
+    fi
+    bridge=
+    for candidate in ${GGIC_PYTHON:-} "python$version" "/usr/bin/python$version" \
+                     "/usr/local/bin/python$version"; do
+        # the path the user's own lookup finds (setpriv's exec would still see root's)
+        found=$(as_owner sh -c 'command -v "$0"' "$candidate" 2>/dev/null) || continue
+        if as_owner sh -c '"$0" -c "import sys; sys.exit(\"%d.%d\" % sys.version_info[:2] != \"$1\")"' \
+                "$found" "$version" 2>/dev/null; then
+            bridge=$found
+            break
+        fi
+    done
+    if [ -z "$bridge" ]; then
+        echo "the component's user (uid $owner) can't run the reused environment $reused and" \
+             "no python$version it can run was found: start ggic local with --build-venvs," \
+             "or set GGIC_PYTHON to a python$version that user can run" >&2
+        exit 1
+    fi
+    rm -rf "$venv"
+    as_owner "$bridge" -m venv --without-pip "$venv"
+    site=$(as_owner sh -c '"$0" -c "import sysconfig; print(sysconfig.get_paths()[\"purelib\"])"' \
+           "$venv/bin/python")
+    as_owner sh -c 'printf "import site; site.addsitedir(%s)\n" "$1" > "$2"' sh \
+        "'$packages'" "$site/ggic-reused-environment.pth"
+    # what wheels put in the environment's own root (dlr: <venv>/dlr/libdlr.so, found
+    # through sys.prefix) is linked too
+    for entry in "$reused"/*; do
+        case ${entry##*/} in
+            bin|lib|lib64|include|pyvenv.cfg) ;;
+            *) as_owner ln -sfn "$entry" "$venv/${entry##*/}" ;;
+        esac
+    done
+    if ! as_owner sh -c '"$0" -c "import awsiot"' "$venv/bin/python" 2>/dev/null; then
+        echo "the component's user (uid $owner) can't read the reused environment's packages" \
+             "$packages: start ggic local with --build-venvs, or make them readable" >&2
+        exit 1
+    fi
+    echo "using the existing virtual environment $reused through $bridge (its interpreter" \
+         "is not reachable by uid $owner)"
     exit 0
 fi
 marker=$venv/.ggic-installed-from

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 from unittest import mock
 
@@ -58,12 +59,22 @@ class Intake:
         ipc.subscribe.side_effect = self._subscribe
         ipc.subscribe_configuration.side_effect = lambda *a, **k: mock.Mock()
         ipc.publish.side_effect = self._publish
+        ipc.publish_async.side_effect = self._publish_async
+        ipc.quiesce_callbacks.return_value = True
+        ipc.discard_undelivered.return_value = 0
+        ipc.callback_backlog_peak.return_value = 0
         self.service = ClassifierService(ipc, model_loader=lambda cfg: self.pipeline)
         self.service.start()
 
-    def _subscribe(self, topic, handler, on_error=None):
+    def _subscribe(self, topic, handler, on_error=None, on_closed=None):
         self.handlers[topic] = handler
         return mock.Mock()
+
+    def _publish_async(self, topic, message) -> Future:
+        self._publish(topic, message)
+        future: Future = Future()
+        future.set_result(None)
+        return future
 
     def _publish(self, topic, message):
         with self.cond:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from ggic.classifier.pipeline import ModelRun, PreparedInput
 from ggic.classifier.service import ClassifierService
-from ggic.ipc import IpcClient, IpcError
+from ggic.ipc import IpcClient, IpcError, IpcErrorKind
 from ggic.messages import ClassificationError, ErrorCode, Prediction
 
 ACCESS = {"aws.greengrass.ipc.pubsub": {"c:pubsub:1": {
@@ -83,12 +84,18 @@ class Harness:
         self.published: list[tuple[str, dict]] = []
         self.cond = threading.Condition()
         self.handlers: dict[str, Any] = {}
+        self.on_closed: dict[str, Any] = {}
         self.config_handler = None
         self.ipc = mocker.Mock(spec=IpcClient)
         self.ipc.get_configuration.side_effect = lambda *a, **k: dict(self.config)
         self.ipc.subscribe.side_effect = self._subscribe
         self.ipc.subscribe_configuration.side_effect = self._subscribe_config
         self.ipc.publish.side_effect = self._publish
+        self.ipc.publish_async.side_effect = self._publish_async
+        self.ipc.publish_to_iot_core_async.side_effect = self._publish_to_iot_core_async
+        self.ipc.quiesce_callbacks.return_value = True
+        self.ipc.discard_undelivered.return_value = 0
+        self.ipc.callback_backlog_peak.return_value = 0
         self.pipeline = pipeline or FakePipeline()
 
         self.loaded_dirs: list[str] = []
@@ -105,13 +112,33 @@ class Harness:
 
         self.service = ClassifierService(self.ipc, model_loader=loader)
 
-    def _subscribe(self, topic, handler, on_error=None):
+    def _subscribe(self, topic, handler, on_error=None, on_closed=None):
         self.handlers[topic] = handler
+        self.on_closed[topic] = on_closed
         return mocker_sub()
 
-    def _subscribe_config(self, on_update, key_path=()):
+    def _subscribe_config(self, on_update, key_path=(), on_closed=None):
         self.config_handler = on_update
+        self.on_closed["configuration"] = on_closed
         return mocker_sub()
+
+    def _publish_async(self, topic, message):
+        """Publishes through ``ipc.publish`` (which tests may make fail); a finished future."""
+        return self._finished(self.ipc.publish, topic, message)
+
+    def _publish_to_iot_core_async(self, topic, message):
+        return self._finished(self.ipc.publish_to_iot_core, topic, message)
+
+    @staticmethod
+    def _finished(call, topic, message) -> Future:
+        future = Future()
+        try:
+            call(topic, message)
+        except IpcError as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+        return future
 
     def _publish(self, topic, message):
         with self.cond:
@@ -135,7 +162,7 @@ class Harness:
 
 
 class _Sub:
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         pass
 
 
@@ -392,20 +419,54 @@ def test_what_cannot_be_classified_before_the_kill_is_answered_unavailable(harne
     assert "send it again" in h.by_id()["r1"]["error"]["message"]
 
 
-def test_publish_failures_are_retried_then_logged(harness, caplog):
-    h = harness()
-    calls = []
+def _failing_publish(h, fail: dict[str, list[IpcError]]):
+    """ipc.publish raising the queued errors for a request id, then publishing."""
+    calls: list[str] = []
 
-    def flaky(topic, message):
-        calls.append(topic)
-        if len(calls) < 2:
-            raise IpcError("ServiceError", "transient")
+    def publish(topic, message):
+        calls.append(message["request_id"])
+        errors = fail.get(message["request_id"], [])
+        if errors:
+            raise errors.pop(0)
         h._publish(topic, message)
 
-    h.ipc.publish.side_effect = flaky
-    h.send({"request_id": "a", "image_path": "/a.jpg"})
-    h.wait_results(1)
-    assert len(calls) == 2
+    h.ipc.publish.side_effect = publish
+    return calls
+
+
+def test_a_retryable_publish_failure_is_retried_and_the_answer_arrives(harness, caplog):
+    h = harness()
+    calls = _failing_publish(h, {"a": [IpcError(IpcErrorKind.SERVICE, "transient")]})
+    with caplog.at_level(logging.WARNING):
+        h.send({"request_id": "a", "image_path": "/a.jpg"})
+        (_, result), = h.wait_results(1)
+    assert result["status"] == "ok"
+    assert calls == ["a", "a"]
+    assert "publishing the result of a on local/result failed (ServiceError: transient); " \
+        "trying again" in caplog.text
+
+
+def test_publish_gives_up_after_its_attempts_and_never_retries_unauthorized(harness, caplog):
+    from ggic.classifier.publisher import PUBLISH_ATTEMPTS
+
+    h = harness()
+    calls = _failing_publish(h, {
+        "flaky": [IpcError(IpcErrorKind.SERVICE, "down")] * PUBLISH_ATTEMPTS,
+        "denied": [IpcError(IpcErrorKind.UNAUTHORIZED, "not allowed")] * PUBLISH_ATTEMPTS,
+    })
+    with caplog.at_level(logging.WARNING):
+        h.send({"request_id": "flaky", "image_path": "/a.jpg"})
+        h.send({"request_id": "denied", "image_path": "/a.jpg"})
+        h.send({"request_id": "fine", "image_path": "/a.jpg"})
+        h.wait_results(1)
+        assert h.service.wait_idle(5)  # both failures are done with: nothing left pending
+    assert calls.count("flaky") == PUBLISH_ATTEMPTS
+    assert calls.count("denied") == 1
+    assert "could not publish the result of flaky on local/result: ServiceError: down" \
+        in caplog.text
+    assert "could not publish the result of denied on local/result: UnauthorizedError: " \
+        "not allowed" in caplog.text
+    assert h.service.answered == 3 and h.service.delivered == 3
 
 
 def test_iot_core_publish_when_enabled(harness):

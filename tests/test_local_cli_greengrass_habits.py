@@ -5,6 +5,7 @@ also from a component with an aws.greengrass.Cli policy, `logs get` with greengr
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import sys
@@ -165,7 +166,7 @@ def test_deployment_create_takes_greengrass_cli_options(
     with fast_runtime(root):
         assert run_ggic(["local", "deployment", "create", "--root", str(root), "-r",
                          str(recipes), "-m", f"{SLEEPER}=1.0.0", "-g", "thinggroup/edge",
-                         "--runWith", f"{SLEEPER}:posixUser=nobody:nogroup",
+                         "--runWith", f"{SLEEPER}:posixUser={getpass.getuser()}",  # reachable root
                          "--systemLimits", str(limits), "-fp", "DO_NOTHING", "--wait",
                          "--timeout", "60"]) == 0
         log = (root / "logs" / "greengrass.log").read_text()

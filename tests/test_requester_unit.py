@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ggic.config import RequesterConfig
-from ggic.ipc import IpcClient, IpcError
+from ggic.ipc import IpcClient, IpcError, IpcErrorKind
 from ggic.requester.service import RequesterService, build_request, list_inputs
 
 
@@ -107,7 +107,7 @@ def test_stop_ends_a_round_waiting_for_results_at_once(mocker, image_dir, caplog
 
 def test_publish_failure_is_reported_not_raised(mocker, image_dir):
     fake = FakeClassifier(mocker, config={"ImageDirectory": str(image_dir)})
-    fake.ipc.publish.side_effect = IpcError("UnauthorizedError", "not allowed")
+    fake.ipc.publish.side_effect = IpcError(IpcErrorKind.UNAUTHORIZED, "not allowed")
     service = RequesterService(fake.ipc)
     service.start()
     outcomes = service.run_round()

@@ -4,16 +4,28 @@ The components talk to IPC only through :class:`IpcClient`, so unit tests can ha
 double and integration tests the real client over a real socket.
 
 Callbacks given to :meth:`IpcClient.subscribe` and :meth:`IpcClient.subscribe_configuration`
-run on the SDK's executor threads. They must not block and must not make IPC calls (a
-synchronous IPC call from a callback can deadlock the client): hand the work to a queue.
+run on one callback thread (:class:`~ggic.ipc_callbacks.CallbackRunner`), in arrival order.
+They must not block and must not make IPC calls (a synchronous IPC call from a callback can
+deadlock the client): hand the work to a queue.
+
+Failures are :class:`IpcError` with a :class:`IpcErrorKind` and ``is_retryable()``, as the
+SDK's own errors have: server errors (``ServiceError``) and timeouts may succeed if tried
+again, client errors (``UnauthorizedError``, ``InvalidArgumentsError``...) never will, and
+``CONNECTION_LOST`` means this process has no IPC any more.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
+
+from .ipc_callbacks import CallbackRunner
 
 log = logging.getLogger(__name__)
 
@@ -21,45 +33,183 @@ MessageHandler = Callable[[str, Any], None]
 """``handler(topic, payload)``: payload is the decoded JSON value, or bytes for a binary message."""
 
 
+class IpcErrorKind(enum.Enum):
+    UNAUTHORIZED = "UnauthorizedError"
+    INVALID_ARGUMENTS = "InvalidArgumentsError"
+    RESOURCE_NOT_FOUND = "ResourceNotFoundError"
+    CONFLICT = "ConflictError"
+    SERVICE = "ServiceError"
+    OTHER_CLIENT_ERROR = "other client error"
+    OTHER_SERVER_ERROR = "other server error"
+    TIMEOUT = "timeout"
+    STREAM_CLOSED = "stream closed"
+    CONNECTION_LOST = "connection lost"
+    MALFORMED = "malformed message"
+    UNKNOWN = "unknown"
+
+
+_RETRYABLE = frozenset({IpcErrorKind.SERVICE, IpcErrorKind.OTHER_SERVER_ERROR,
+                        IpcErrorKind.TIMEOUT})
+
+
 class IpcError(RuntimeError):
-    """An IPC call failed; ``kind`` is the Greengrass error shape (e.g. UnauthorizedError)."""
+    """An IPC call failed: ``kind`` says how (the Greengrass error shape, or what went wrong
+    around it); :meth:`is_retryable` whether the same call may succeed later."""
 
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(f"{kind}: {message}")
+    def __init__(self, kind: IpcErrorKind, message: str) -> None:
+        super().__init__(f"{kind.value}: {message}")
         self.kind = kind
+        self.message = message
+
+    def is_retryable(self) -> bool:
+        return self.kind in _RETRYABLE
+
+    @property
+    def connection_lost(self) -> bool:
+        return self.kind is IpcErrorKind.CONNECTION_LOST
 
 
-def _wrap_ipc_error(exc: BaseException) -> IpcError:
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return IpcError(type(exc).__name__, str(message))
+_SHAPE_KINDS = {kind.value: kind for kind in IpcErrorKind}
+_MALFORMED_ERRORS = ("DeserializeError", "SerializeError", "UnmappedDataError")
+
+
+def ipc_error_of(exc: BaseException) -> IpcError:
+    """The :class:`IpcError` for an exception the SDK raised (or set on a future)."""
+    if isinstance(exc, IpcError):
+        return exc
+    name = type(exc).__name__
+    message = str(getattr(exc, "message", None) or exc or name)
+    if name in _SHAPE_KINDS:
+        return IpcError(_SHAPE_KINDS[name], message)
+    if callable(getattr(exc, "is_server_error", None)):  # another GreengrassCoreIPCError
+        kind = (IpcErrorKind.OTHER_SERVER_ERROR if exc.is_server_error()  # type: ignore[attr-defined]
+                else IpcErrorKind.OTHER_CLIENT_ERROR)
+        return IpcError(kind, f"{name}: {message}")
+    if isinstance(exc, (FutureTimeout, TimeoutError)):
+        return IpcError(IpcErrorKind.TIMEOUT, message)
+    if name == "StreamClosedError":
+        return IpcError(IpcErrorKind.STREAM_CLOSED, message)
+    crt_name = str(getattr(exc, "name", ""))
+    if name in ("ConnectionClosedError", "AccessDeniedError") or "CLOSED" in crt_name \
+            or "SOCKET" in crt_name or "CONNECT" in crt_name:
+        return IpcError(IpcErrorKind.CONNECTION_LOST, f"{name}: {message}")
+    if name in _MALFORMED_ERRORS:
+        return IpcError(IpcErrorKind.MALFORMED, f"{name}: {message}")
+    return IpcError(IpcErrorKind.UNKNOWN, f"{name}: {message}")
+
+
+def _failed(error: IpcError) -> Future:
+    future: Future = Future()
+    future.set_exception(error)
+    return future
 
 
 class Subscription:
-    """An open IPC stream; :meth:`close` ends it (the server stops sending)."""
+    """An open IPC stream; :meth:`close` ends it (the server stops sending). ``on_closed``
+    (given to the subscribe call) runs only when the stream ends without :meth:`close`."""
 
-    def __init__(self, operation: Any, description: str) -> None:
-        self._operation = operation
+    def __init__(self, description: str) -> None:
         self.description = description
+        self._operation: Any = None
+        self._closed_by_us = False
 
-    def close(self) -> None:
+    @property
+    def closed_by_us(self) -> bool:
+        return self._closed_by_us
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._closed_by_us = True
         operation, self._operation = self._operation, None
         if operation is None:
             return
         try:
-            operation.close().result(5)
+            operation.close().result(timeout)
         except Exception as exc:  # the connection may already be gone
             log.debug("closing %s: %s", self.description, exc)
+
+
+class _Lifecycle:
+    """The SDK's connection lifecycle handler: tells :class:`IpcClient` when the connection
+    ends (runs on the network thread)."""
+
+    def __init__(self) -> None:
+        self.on_lost: Callable[[str], None] = lambda _reason: None
+
+    def on_connect(self) -> None:
+        pass
+
+    def on_disconnect(self, reason: BaseException | None) -> None:
+        if reason is not None:
+            self.on_lost(str(reason))
+
+    def on_error(self, error: Exception) -> bool:
+        log.error("IPC connection error: %s", error)
+        return True
+
+    def on_ping(self, headers: Any, payload: bytes) -> None:
+        pass
 
 
 class IpcClient:
     """JSON publish/subscribe, configuration and state over Greengrass IPC."""
 
     def __init__(self, client: Any = None) -> None:
+        self._runner: CallbackRunner | None = None
+        self._lifecycle = _Lifecycle()
+        self._lost_lock = threading.Lock()
+        self._lost_callbacks: list[Callable[[str], None]] = []
+        self.lost_reason: str | None = None
+        self._closing = False
+        self._lifecycle.on_lost = self._connection_lost
         if client is None:
+            import awsiot.greengrasscoreipc
+            from awsiot.eventstreamrpc import LifecycleHandler
             from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 
-            client = GreengrassCoreIPCClientV2()
+            handler = type("GgicLifecycle", (LifecycleHandler,), {
+                "on_disconnect": lambda _s, reason: self._lifecycle.on_disconnect(reason),
+                "on_error": lambda _s, error: self._lifecycle.on_error(error),
+            })()
+            connection = awsiot.greengrasscoreipc.connect(lifecycle_handler=handler)
+            self._runner = CallbackRunner()
+            client = GreengrassCoreIPCClientV2(client=connection, executor=self._runner)
         self._client = client
+
+    # --- connection --------------------------------------------------------------------------
+
+    def on_connection_lost(self, callback: Callable[[str], None]) -> None:
+        """``callback(reason)`` once, if the connection to the nucleus ends other than by
+        :meth:`close` (on the network thread: be quick, no IPC)."""
+        with self._lost_lock:
+            reason = self.lost_reason
+            if reason is None:
+                self._lost_callbacks.append(callback)
+        if reason is not None:
+            callback(reason)
+
+    def _connection_lost(self, reason: str) -> None:
+        if self._closing:
+            return
+        with self._lost_lock:
+            if self.lost_reason is not None:
+                return
+            self.lost_reason = reason
+            callbacks = list(self._lost_callbacks)
+        log.error("the IPC connection to the nucleus is gone: %s", reason)
+        for callback in callbacks:
+            callback(reason)
+
+    def quiesce_callbacks(self, timeout: float) -> bool:
+        """Wait until every subscription callback already received has run."""
+        return self._runner.quiesce(timeout) if self._runner is not None else True
+
+    def discard_undelivered(self) -> int:
+        """Drop the subscription events received but not yet handed to their callback; how
+        many (for a component that is stopping and has run out of time for them)."""
+        return self._runner.discard() if self._runner is not None else 0
+
+    def callback_backlog_peak(self) -> int:
+        return self._runner.peak_backlog if self._runner is not None else 0
 
     # --- pub/sub -----------------------------------------------------------------------------
 
@@ -71,15 +221,43 @@ class IpcClient:
             message_shape = PublishMessage(json_message=JsonMessage(message=message))
             self._client.publish_to_topic(topic=topic, publish_message=message_shape)
         except Exception as exc:
-            raise _wrap_ipc_error(exc) from exc
+            raise ipc_error_of(exc) from exc
+
+    def publish_async(self, topic: str, message: Any) -> Future:
+        """Start publishing a JSON value; the future ends with None or an :class:`IpcError`.
+        Its callbacks may run on the SDK's network thread: quick, and no IPC calls there."""
+        from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
+
+        try:
+            message_shape = PublishMessage(json_message=JsonMessage(message=message))
+            sdk_future = self._client.publish_to_topic_async(
+                topic=topic, publish_message=message_shape)
+        except Exception as exc:
+            return _failed(ipc_error_of(exc))
+        return _converted(sdk_future)
+
+    def publish_to_iot_core_async(self, topic: str, message: Any, qos: str = "1") -> Future:
+        try:
+            sdk_future = self._client.publish_to_iot_core_async(
+                topic_name=topic, qos=qos, payload=json.dumps(message).encode("utf-8"))
+        except Exception as exc:
+            return _failed(ipc_error_of(exc))
+        return _converted(sdk_future)
 
     def subscribe(
         self,
         topic: str,
         handler: MessageHandler,
-        on_error: Callable[[Exception], None] | None = None,
+        on_error: Callable[[IpcError], None] | None = None,
+        on_closed: Callable[[], None] | None = None,
     ) -> Subscription:
-        """Subscribe to a local topic (MQTT wildcards allowed); JSON and binary messages."""
+        """Subscribe to a local topic (MQTT wildcards allowed); JSON and binary messages.
+
+        An event the SDK cannot read (say, JSON nested deeper than Python's recursion limit)
+        is logged and skipped: the stream stays open. Any other stream error closes the stream;
+        ``on_closed`` runs when the stream ends without :meth:`Subscription.close`.
+        """
+        subscription = Subscription(f"subscription to {topic}")
 
         def on_event(event: Any) -> None:
             if event.json_message is not None:
@@ -89,19 +267,36 @@ class IpcClient:
                 context = event.binary_message.context
                 handler(context.topic if context else topic, bytes(event.binary_message.message))
 
+        operation = self._subscribe_stream(
+            subscription, lambda stream: self._client.subscribe_to_topic(topic=topic, **stream),
+            on_event, on_error, on_closed)
+        subscription._operation = operation
+        return subscription
+
+    def _subscribe_stream(self, subscription: Subscription, call: Callable[..., Any],
+                          on_event: Callable[[Any], None],
+                          on_error: Callable[[IpcError], None] | None,
+                          on_closed: Callable[[], None] | None) -> Any:
         def on_stream_error(exc: Exception) -> bool:
-            log.error("subscription to %s failed: %s", topic, exc)
+            error = ipc_error_of(exc)
+            keep_open = error.kind is IpcErrorKind.MALFORMED
+            log.error("%s: %s%s", subscription.description, _short(str(error)),
+                      "; skipped that event" if keep_open else "; the stream is closed")
             if on_error is not None:
-                on_error(exc)
-            return True  # close the stream
+                on_error(error)
+            return not keep_open
+
+        def on_stream_closed() -> None:
+            if not subscription.closed_by_us and on_closed is not None:
+                on_closed()
 
         try:
-            _response, operation = self._client.subscribe_to_topic(
-                topic=topic, on_stream_event=on_event, on_stream_error=on_stream_error
-            )
+            _response, operation = call({"on_stream_event": on_event,
+                                         "on_stream_error": on_stream_error,
+                                         "on_stream_closed": on_stream_closed})
         except Exception as exc:
-            raise _wrap_ipc_error(exc) from exc
-        return Subscription(operation, f"subscription to {topic}")
+            raise ipc_error_of(exc) from exc
+        return operation
 
     def publish_to_iot_core(self, topic: str, message: Any, qos: str = "1") -> None:
         try:
@@ -109,7 +304,7 @@ class IpcClient:
                 topic_name=topic, qos=qos, payload=json.dumps(message).encode("utf-8")
             )
         except Exception as exc:
-            raise _wrap_ipc_error(exc) from exc
+            raise ipc_error_of(exc) from exc
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -120,28 +315,28 @@ class IpcClient:
                 component_name=component, key_path=list(key_path)
             )
         except Exception as exc:
-            raise _wrap_ipc_error(exc) from exc
+            raise ipc_error_of(exc) from exc
         value = response.value
         return dict(value) if isinstance(value, Mapping) else value
 
     def subscribe_configuration(
-        self, on_update: Callable[[Sequence[str]], None], key_path: Sequence[str] = ()
+        self, on_update: Callable[[Sequence[str]], None], key_path: Sequence[str] = (),
+        on_closed: Callable[[], None] | None = None,
     ) -> Subscription:
-        """``on_update(key_path)`` for each change of this component's configuration."""
+        """``on_update(key_path)`` for each change of this component's configuration;
+        ``on_closed`` as for :meth:`subscribe`."""
+        subscription = Subscription("subscription to configuration updates")
 
         def on_event(event: Any) -> None:
             update = event.configuration_update_event
             if update is not None:
                 on_update(list(update.key_path or []))
 
-        try:
-            _response, operation = self._client.subscribe_to_configuration_update(
-                key_path=list(key_path), on_stream_event=on_event,
-                on_stream_error=lambda exc: log.error("configuration stream: %s", exc) or True,
-            )
-        except Exception as exc:
-            raise _wrap_ipc_error(exc) from exc
-        return Subscription(operation, "configuration updates")
+        subscription._operation = self._subscribe_stream(
+            subscription, lambda stream: self._client.subscribe_to_configuration_update(
+                key_path=list(key_path), **stream),
+            on_event, None, on_closed)
+        return subscription
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -150,13 +345,33 @@ class IpcClient:
         try:
             self._client.update_state(state=state)
         except Exception as exc:
-            raise _wrap_ipc_error(exc) from exc
+            raise ipc_error_of(exc) from exc
 
     def close(self) -> None:
+        self._closing = True
         try:
             self._client.close()
         except Exception as exc:
             log.debug("closing the IPC client: %s", exc)
+
+
+def _converted(sdk_future: Future) -> Future:
+    future: Future = Future()
+
+    def done(finished: Future) -> None:
+        exc = finished.exception()
+        if exc is None:
+            future.set_result(None)
+        else:
+            future.set_exception(ipc_error_of(exc))
+
+    sdk_future.add_done_callback(done)
+    return future
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def connect_error_hint() -> str:

@@ -6,16 +6,23 @@ Threads and queues (no inference and no IPC call ever runs on an IPC callback th
     work queue --Workers threads: read, decode, preprocess--> ready queue (small)
     ready queue --one inference thread: the model--> outbox
     any stage's error --------------------------------------> outbox
-    outbox --one publisher thread--> PublishToTopic (and PublishToIoTCore when enabled)
+    outbox --publisher: up to 32 publishes in flight--> PublishToTopic (and PublishToIoTCore)
 
 Decoding the next request overlaps inference of the current one, and the one ``DLRModel`` is
 only ever run by the inference thread, its warm-up included: a model's OpenMP kernels keep a
 thread pool per thread that runs them, and a second pool (say, the main thread's, from a warm-up
 there) oversubscribes the cores, which makes libgomp's barriers sleep instead of spin: inference
-on a 2-core machine took 1.5-1.7x as long. ``pending`` counts messages received and not yet
-answered; on SIGTERM the service unsubscribes, classifies what it accepted for up to
-DRAIN_TIMEOUT_S, answers the rest UNAVAILABLE, and exits 0.
-"""
+on a 2-core machine took 1.5-1.7x as long.
+
+``pending`` counts messages delivered (our IPC callback ran) and not yet answered; it goes up in
+one place (:meth:`ClassifierService._delivery`) and down once per answer, when its publish has
+finished. RUNNING is reported only once the model is warm and the request subscription is in
+place. A subscription whose stream ends is opened again (with backoff); if the IPC connection
+itself is gone the service stops and the process exits 1, so Greengrass restarts it.
+
+On SIGTERM: unsubscribe at once, deliver what the SDK already received (UNAVAILABLE) for up to
+LATE_DELIVERY_S, classify until DRAIN_TIMEOUT_S, answer the rest UNAVAILABLE, publish every
+answer; all within STOP_BUDGET_S."""
 
 from __future__ import annotations
 
@@ -24,8 +31,8 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Callable
 
 from ..cloudwatch_metrics import MetricsPublisher, MetricsSettings  # metrics (issue 12)
@@ -38,7 +45,7 @@ from ..config import (
     unknown_keys,
     with_values_of,
 )
-from ..ipc import IpcClient, IpcError, Subscription
+from ..ipc import IpcClient, IpcError, IpcErrorKind, Subscription
 from ..log_text import escape, quote
 from ..messages import (
     ClassificationError,
@@ -48,26 +55,42 @@ from ..messages import (
     decode_payload,
     new_request_id,
     parse_request,
-    request_id_of,
 )
 from ..rate_limited_log import RateLimitedCounter
+from .control import Control, Reopening
 from .inputs import InputLimits
 from .metrics import ClassifierMetrics  # metrics (issue 12)
 from .model import ModelLoadError, load_model
-from .pipeline import ClassificationPipeline, PreparedInput, result_timing
+from .pipeline import ClassificationPipeline, result_timing
 from .profiles import resolve_profile
+from .publisher import Outgoing, Publisher
+from .stages import STOP, Job, Prepared, ReadyItem, Stop, WarmUp, WorkItem
 from .topic_policy import publish_resources, topic_allowed
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR_ENV = "GGIC_DEFAULT_MODEL_DIR"
 MODEL_KEYS = ("ModelDir", "ModelProfile", "LabelsPath", "Backend")
-#: How long a stopping service goes on classifying the requests it accepted.
-DRAIN_TIMEOUT_S = 4.0  # Greengrass sends SIGKILL 5 s after SIGTERM
-#: Past the drain time, what is still queued is answered UNAVAILABLE; this much more is allowed
-#: for the inference in flight and the publishing.
-DRAIN_GRACE_S = 0.8
-PUBLISH_ATTEMPTS = 3
+#: How long a stopping service goes on classifying the requests it accepted; then what is still
+#: queued is answered UNAVAILABLE.
+DRAIN_TIMEOUT_S = 3.0
+#: By then every answer has been published and the service has stopped (Greengrass sends
+#: SIGKILL 5 s after SIGTERM; the rest is for the process to exit).
+STOP_BUDGET_S = 4.0
+#: At most this many delivered requests wait for their answer (beyond QueueSize): while that
+#: many do, the IPC callback waits and the next requests stay undelivered in the callback queue,
+#: so a SIGTERM never finds more answers owed than it can publish in time.
+MAX_OWED = 512
+#: On SIGTERM, how long requests received before the unsubscribe may still be delivered (each
+#: is answered UNAVAILABLE, within MAX_OWED); the ones still undelivered then are dropped,
+#: counted in the log.
+LATE_DELIVERY_S = 0.5
+#: Re-opening a subscription whose stream ended: first pause, doubling up to the last.
+RESUBSCRIBE_BACKOFF_S = (0.1, 5.0)
+BUSY_MESSAGE = "the classifier's queue (QueueSize) is full; retry later"
+SHUTTING_DOWN_MESSAGE = "the classifier is shutting down; send it again when it runs"
+UNAVAILABLE_MESSAGE = ("the classifier stopped before it could classify this request; send it "
+                       "again when it runs")
 
 ModelLoader = Callable[[ClassifierConfig], ClassificationPipeline]
 
@@ -82,44 +105,6 @@ def default_model_loader(config: ClassifierConfig) -> ClassificationPipeline:
         backend=config.backend, warm_up=False))
 
 
-class WarmUp:
-    """A warm-up for the inference thread to run; the loading thread waits for its outcome."""
-
-    def __init__(self, pipeline: ClassificationPipeline) -> None:
-        self.pipeline = pipeline
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-        self.ms = 0.0
-
-    def run(self) -> None:
-        try:
-            self.ms = self.pipeline.warm_up()
-        except Exception as exc:
-            self.error = exc
-        finally:
-            self.done.set()
-
-
-@dataclass(frozen=True)
-class Job:
-    """An accepted request, with the settings in force when it was accepted."""
-
-    request: ClassificationRequest
-    reply_topic: str
-    top_k: int
-    threshold: float
-    limits: InputLimits
-    accepted_at: float
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    result: ClassificationResult
-    iot_core_topic: str | None = None
-
-
-_STOP = object()
 
 
 class ClassifierService:
@@ -138,10 +123,10 @@ class ClassifierService:
         self.model_error: str | None = "the model is still loading"
         self._publish_policy: tuple[str, ...] = ()
         self._limits_cache = InputLimits()
-        self._work: queue.Queue[Job] = queue.Queue()
-        self._ready: queue.Queue[Any] = queue.Queue()
-        self._outbox: queue.Queue[Any] = queue.Queue()
-        self._control: queue.Queue[str] = queue.Queue()
+        self._work: queue.Queue[WorkItem] = queue.Queue()
+        self._ready: queue.Queue[ReadyItem] = queue.Queue()
+        self._publisher = Publisher(ipc, self._answered)
+        self._control: queue.Queue[Control] = queue.Queue()
         self._stop = threading.Event()
         self._accepting = threading.Event()
         self._drain_deadline: float | None = None
@@ -150,6 +135,10 @@ class ClassifierService:
         self._threads: list[threading.Thread] = []
         self._request_sub: Subscription | None = None
         self._config_sub: Subscription | None = None
+        self._reopening = Reopening(*RESUBSCRIBE_BACKOFF_S)
+        self.connection_lost = False
+        self._delivery_closed = False  # the owed limit no longer holds callbacks back
+        self.delivered = 0
         self.answered = 0
         self._busy_log = RateLimitedCounter(
             "refused %d request(s) as BUSY in %.1f s: the queue (QueueSize) was full; "
@@ -201,7 +190,7 @@ class ClassifierService:
             if key in changed:
                 log.warning("%s changed; it takes effect when the component restarts", key)
         if "RequestTopic" in changed:
-            self._subscribe_requests()
+            self._resubscribe(Control.RESUBSCRIBE_REQUESTS)  # on failure: retried, backing off
         model_keys = [key for key in MODEL_KEYS if key in changed]
         if model_keys and not self._load_model() and self.pipeline is not None:
             # refused like an invalid update: the model that works keeps serving
@@ -226,7 +215,8 @@ class ClassifierService:
                 return False
             self.model_error = str(exc)
             log.error("cannot load the model: %s", exc)
-            self._report_state("ERRORED")
+            if self._accepting.is_set():  # at start-up, start() reports it
+                self._report_state("ERRORED")
             return False
         if current is not None:
             log.info("the new model takes over from %s", current_name)
@@ -234,7 +224,8 @@ class ClassifierService:
         self.metrics.record_model_load(  # metrics (issue 12)
             (time.perf_counter() - load_started) * 1000.0, pipeline.info.summary().get("name", "?"))
         self.model_error = None
-        self._report_state("RUNNING")
+        if current is not None:  # at start-up, RUNNING waits for the request subscription
+            self._report_state("RUNNING")
         return True
 
     def _warm_up(self, pipeline: ClassificationPipeline) -> None:
@@ -256,30 +247,39 @@ class ClassifierService:
 
     # --- intake (IPC callback threads: no blocking, no IPC) ----------------------------------
 
-    def on_request(self, topic: str, payload: Any) -> None:
-        """IPC callback: exactly one answer for every message, whatever it holds (any
-        exception here is answered too, as INTERNAL_ERROR: a bug, never reached by input)."""
-        received = time.perf_counter()
+    @contextmanager
+    def _delivery(self, topic: str) -> Iterator[None]:
+        """One delivered message: counted pending here (once fewer than MAX_OWED answers are
+        owed), then answered by the body, each path of which hands its answer or its job on as
+        the last thing it does. If the body raises, nothing was handed on: the message is
+        answered INTERNAL_ERROR here (a bug, never reached by input), so it is never left
+        pending."""
         with self._pending_lock:
+            owed = MAX_OWED + self.config.queue_size
+            self._pending_lock.wait_for(lambda: self._pending < owed or self._delivery_closed)
             self._pending += 1
-        config = self.config
+            self.delivered += 1
         try:
-            self._take(topic, payload, config, received)
+            yield
         except Exception as exc:
-            log.exception("taking a request on %s failed", escape(topic))
-            self._send(config.result_topic, ClassificationResult.failure(
-                new_request_id(), ErrorCode.INTERNAL_ERROR,
-                f"the classifier failed to take this request ({type(exc).__name__}); "
-                "please report it"))
+            try:
+                log.exception("taking a request on %s failed", escape(topic))
+                self._send(self.config.result_topic, ClassificationResult.failure(
+                    new_request_id(), ErrorCode.INTERNAL_ERROR,
+                    f"the classifier failed to take this request ({type(exc).__name__}); "
+                    "please report it"), refusal=True)
+            except Exception:
+                self._answered()  # cannot even answer: do not leave it pending
+
+    def on_request(self, topic: str, payload: Any) -> None:
+        """IPC callback: exactly one answer for every message, whatever it holds."""
+        with self._delivery(topic):
+            self._take(topic, payload, self.config, time.perf_counter())
 
     def _take(self, topic: str, payload: Any, config: ClassifierConfig,
               received: float) -> None:
         try:
             message = decode_payload(payload)
-            if not self._accepting.is_set():
-                raise ClassificationError(
-                    ErrorCode.UNAVAILABLE, "the classifier is shutting down",
-                    request_id_of(message))
             request = parse_request(message, max_inline_bytes=config.max_image_bytes)
             reply_topic = self._reply_topic(request, config)
         except ClassificationError as exc:
@@ -287,7 +287,11 @@ class ClassifierService:
             result = ClassificationResult.from_error(exc, rid)
             self._refused_log.note(f"{rid} on {escape(topic)}: {exc.code.value}: "
                                    f"{result.error_message}")
-            self._send(config.result_topic, result)
+            self._send(config.result_topic, result, refusal=True)
+            return
+        if not self._accepting.is_set():  # to reply_to, like any answer to a valid request
+            self._send(reply_topic, ClassificationResult.failure(
+                request.request_id, ErrorCode.UNAVAILABLE, SHUTTING_DOWN_MESSAGE), refusal=True)
             return
         job = Job(
             request=request,
@@ -303,9 +307,7 @@ class ClassifierService:
         except queue.Full:
             self._busy_log.note()
             self._send(reply_topic, ClassificationResult.failure(
-                request.request_id, ErrorCode.BUSY,
-                f"{self._work.qsize()} requests are waiting (QueueSize {config.queue_size}); "
-                "retry later"))
+                request.request_id, ErrorCode.BUSY, BUSY_MESSAGE), refusal=True)
 
     def _reply_topic(self, request: ClassificationRequest, config: ClassifierConfig) -> str:
         if request.reply_to is None or request.reply_to == config.result_topic:
@@ -324,7 +326,7 @@ class ClassifierService:
     def _worker(self) -> None:
         while True:
             job = self._work.get()
-            if job is _STOP:
+            if isinstance(job, Stop):
                 return
             if self._out_of_time(job):
                 continue
@@ -341,20 +343,19 @@ class ClassifierService:
                 log.exception("preparing request %s failed", job.request.request_id)
                 self._send_error(job, ClassificationError(ErrorCode.INTERNAL_ERROR, str(exc)))
                 continue
-            self._ready.put((job, pipeline, prepared))
+            self._ready.put(Prepared(job, pipeline, prepared))
 
     def _inference(self) -> None:
         while True:
             item = self._ready.get()
-            if item is _STOP:
+            if isinstance(item, Stop):
                 return
             if isinstance(item, WarmUp):
                 item.run()
                 continue
-            job, pipeline, prepared = item
+            job, pipeline, prepared = item.job, item.pipeline, item.prepared
             if self._out_of_time(job):
                 continue
-            prepared: PreparedInput
             try:
                 run = pipeline.run_model(prepared)
                 predictions = pipeline.predictions(run.scores, job.top_k, job.threshold)
@@ -376,9 +377,8 @@ class ClassifierService:
         deadline = self._drain_deadline
         if deadline is None or time.monotonic() < deadline:
             return False
-        self._send_error(job, ClassificationError(
-            ErrorCode.UNAVAILABLE, "the classifier stopped before it could classify this "
-            "request; send it again when it runs", job.request.request_id))
+        self._send(job.reply_topic, ClassificationResult.failure(
+            job.request.request_id, ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE), refusal=True)
         return True
 
     def _send_error(self, job: Job, exc: ClassificationError) -> None:
@@ -386,43 +386,24 @@ class ClassifierService:
         self._failed_log.note(f"{result.request_id}: {exc.code.value}: {result.error_message}")
         self._send(job.reply_topic, result)
 
-    def _send(self, topic: str, result: ClassificationResult) -> None:
+    def _send(self, topic: str, result: ClassificationResult, *, refusal: bool = False) -> None:
+        """Queue an answer. ``refusal``: from the IPC callback or the stopping service, so it
+        must not wait for room in the outbox (see :mod:`.publisher`)."""
         config = self.config
         iot_topic = config.iot_core_topic if config.publish_to_iot_core else None
         self.metrics.record_result(result)  # metrics (issue 12)
-        self._outbox.put(Outgoing(topic, result, iot_topic))
+        item = Outgoing(topic, result, iot_topic)
+        if refusal:
+            self._publisher.outbox.put_refusal(item)
+        else:
+            self._publisher.outbox.put(item)
 
-    def _publisher(self) -> None:
-        while True:
-            item = self._outbox.get()
-            if item is _STOP:
-                return
-            try:
-                self._publish(item)
-            finally:
-                with self._pending_lock:
-                    self._pending -= 1
-                    self.answered += 1
-                    self._pending_lock.notify_all()
-
-    def _publish(self, item: Outgoing) -> None:
-        payload = item.result.to_dict()
-        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-            try:
-                self.ipc.publish(item.topic, payload)
-                break
-            except IpcError as exc:
-                if exc.kind == "UnauthorizedError" or attempt == PUBLISH_ATTEMPTS:
-                    log.error("could not publish the result of %s on %s: %s",
-                              item.result.request_id, item.topic, exc)
-                    break
-                time.sleep(0.05 * attempt)
-        if item.iot_core_topic:
-            try:
-                self.ipc.publish_to_iot_core(item.iot_core_topic, payload)
-            except IpcError as exc:
-                log.error("could not publish the result of %s to IoT Core topic %s: %s",
-                          item.result.request_id, item.iot_core_topic, exc)
+    def _answered(self) -> None:
+        """One answer done (published, or given up): no longer pending."""
+        with self._pending_lock:
+            self._pending -= 1
+            self.answered += 1
+            self._pending_lock.notify_all()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -430,25 +411,35 @@ class ClassifierService:
         if self._request_sub is not None:
             self._request_sub.close()
         topic = self.config.request_topic
-        self._request_sub = self.ipc.subscribe(topic, self.on_request)
+        self._request_sub = self.ipc.subscribe(
+            topic, self.on_request,
+            on_closed=lambda: self._control.put(Control.RESUBSCRIBE_REQUESTS))
         log.info("taking requests from %s", topic)
 
+    def _subscribe_config(self) -> None:
+        self._config_sub = self.ipc.subscribe_configuration(
+            lambda _key_path: self._control.put(Control.CONFIG),
+            on_closed=lambda: self._control.put(Control.RESUBSCRIBE_CONFIG))
+
     def start(self) -> None:
-        """Read configuration, load the model, start the threads, subscribe. Raises ConfigError."""
+        """Read configuration, load the model, start the threads, subscribe, then report
+        RUNNING (ERRORED if the model cannot load). Raises ConfigError, IpcError."""
+        self.ipc.on_connection_lost(lambda _reason: self._control.put(Control.CONNECTION_LOST))
         self.config = self.read_config()
         self._limits_cache = self._limits(self.config)
         self._work.maxsize = self.config.queue_size
         self._ready.maxsize = self.config.workers + 1
-        self._config_sub = self.ipc.subscribe_configuration(
-            lambda _key_path: self._control.put("config"))
+        self._subscribe_config()
         self._start_threads()
         self._metrics_publisher.start()  # metrics (issue 12)
-        self._load_model()
+        loaded = self._load_model()
         self._accepting.set()
         self._subscribe_requests()
+        self._report_state("RUNNING" if loaded else "ERRORED")
 
     def _start_threads(self) -> None:
-        specs = [(self._publisher, "publisher"), (self._inference, "inference")]
+        self._publisher.start()
+        specs = [(self._inference, "inference")]
         specs += [(self._worker, f"preprocess-{i}") for i in range(self.config.workers)]
         for target, name in specs:
             thread = threading.Thread(target=target, name=f"ggic-{name}", daemon=True)
@@ -458,41 +449,126 @@ class ClassifierService:
     def stop(self) -> None:
         """Ask :meth:`serve` to stop (safe from a signal handler)."""
         self._stop.set()
-        self._control.put("stop")
+        self._control.put(Control.STOP)
 
-    def serve(self) -> None:
-        """Handle configuration updates until :meth:`stop`; then drain and shut down."""
-        while not self._stop.is_set():
+    def serve(self) -> int:
+        """Handle configuration updates and re-subscriptions until :meth:`stop` (then drain,
+        shut down and return 0) or until the IPC connection is gone (return 1)."""
+        while not self._stop.is_set() and not self.connection_lost:
             try:
-                event = self._control.get(timeout=1.0)
+                event = self._control.get(timeout=self._reopening.wait_time(time.monotonic(), 1.0))
             except queue.Empty:
-                continue
-            if event == "config":
-                while not self._control.empty():  # coalesce bursts of update events
-                    if self._control.get_nowait() == "stop":
-                        self._stop.set()
-                if not self._stop.is_set():
-                    self.apply_config_update()
+                event = None
+            events = [] if event is None else [event]
+            while not self._control.empty():  # coalesce bursts of events
+                events.append(self._control.get_nowait())
+            if Control.STOP in events:
+                self._stop.set()
+            elif Control.CONNECTION_LOST in events:
+                self.connection_lost = True
+            else:
+                self._handle(events)
         self.shutdown()
+        return 1 if self.connection_lost else 0
+
+    def _handle(self, events: list[Control]) -> None:
+        now = time.monotonic()
+        for which in (Control.RESUBSCRIBE_REQUESTS, Control.RESUBSCRIBE_CONFIG):
+            if which in events and self._reopening.ended(which, now):
+                log.warning("the %s; opening it again", which.value)
+        for which in self._reopening.due(now):
+            self._resubscribe(which)
+        if Control.CONFIG in events:
+            self.apply_config_update()
+
+    def _resubscribe(self, which: Control) -> None:
+        try:
+            if which is Control.RESUBSCRIBE_REQUESTS:
+                self._subscribe_requests()
+            else:
+                self._subscribe_config()
+        except IpcError as exc:
+            if exc.kind is IpcErrorKind.CONNECTION_LOST:
+                self.connection_lost = True
+                return
+            pause = self._reopening.failed(which, time.monotonic())
+            log.error("could not reopen the %s: %s; next try in %.1f s",
+                      which.value.replace(" ended", ""), exc, pause)
+            return
+        self._reopening.succeeded(which)
+        if which is Control.RESUBSCRIBE_CONFIG:
+            self.apply_config_update()  # changes made while it was closed
 
     def shutdown(self) -> None:
-        log.info("stopping: no new requests; answering the ones accepted")
+        """Stop taking requests, answer every one delivered, stop the threads. Returns within
+        STOP_BUDGET_S."""
+        started = time.monotonic()
         self._accepting.clear()
+        if self.connection_lost:
+            with self._pending_lock:
+                self._delivery_closed = True  # nothing can be published: hold nothing back
+                self._pending_lock.notify_all()
+            log.error("the IPC connection is gone: stopping so that Greengrass restarts the "
+                      "component (%d requests delivered, %d answered)", self.delivered,
+                      self.answered)
+            self._stop_threads(0.5)
+            self._metrics_publisher.stop(flush=False)  # metrics (issue 12): nowhere to publish
+            return
+        log.info("stopping: no new requests; answering the ones delivered")
         for sub in (self._request_sub, self._config_sub):
             if sub is not None:
-                sub.close()
-        self._drain_deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        if not self.wait_idle(DRAIN_TIMEOUT_S + DRAIN_GRACE_S):
+                sub.close(timeout=0.5)
+        # what the SDK received before the unsubscribe is delivered now (answered UNAVAILABLE)
+        # while there is time and room; the rest is dropped undelivered. After this, pending
+        # counts every answer owed.
+        if not self.ipc.quiesce_callbacks(LATE_DELIVERY_S):
+            undelivered = self.ipc.discard_undelivered()
+            log.warning("dropped %d requests received but not delivered before the classifier "
+                        "stopped (the classifier was overloaded)", undelivered)
+        with self._pending_lock:
+            self._delivery_closed = True  # a callback held back by MAX_OWED: answer it too
+            self._pending_lock.notify_all()
+        self.ipc.quiesce_callbacks(0.1)
+        log.info("unsubscribed after %.2f s; %d answers owed, %d of them ready to publish",
+                 time.monotonic() - started, self._pending, len(self._publisher.outbox))
+        self._drain_deadline = started + DRAIN_TIMEOUT_S
+        if not self.wait_idle(max(0.0, self._drain_deadline - time.monotonic())):
+            self._answer_queued_unavailable()
+            self._publisher.outbox.unbound()
+        if not self.wait_idle(max(0.0, started + STOP_BUDGET_S - time.monotonic())):
             log.error("stopped with %d requests unanswered after %.1f s", self._pending,
-                      DRAIN_TIMEOUT_S + DRAIN_GRACE_S)
-        for _ in range(self.config.workers):
-            self._work.put(_STOP)  # type: ignore[arg-type]
-        self._ready.put(_STOP)
-        self._outbox.put(_STOP)
-        for thread in self._threads:
-            thread.join(timeout=5)
+                      time.monotonic() - started)
+        self._stop_threads(0.3)
         self._metrics_publisher.stop()  # metrics (issue 12): publishes the last interval
-        log.info("stopped after answering %d requests", self.answered)
+        for counter in (self._busy_log, self._refused_log, self._failed_log):
+            counter.flush()  # the counts since their last line
+        log.info("stopped after answering %d requests: %d delivered, %d answered, %d "
+                 "unanswered, %d publishes failed; at most %d answers were queued and %d IPC "
+                 "callbacks waiting", self.answered, self.delivered, self.answered,
+                 self.delivered - self.answered, self._publisher.failed,
+                 self._publisher.outbox.peak, self.ipc.callback_backlog_peak())
+
+    def _answer_queued_unavailable(self) -> None:
+        """Past the drain time: what no worker has taken yet is answered UNAVAILABLE now."""
+        while True:
+            try:
+                job = self._work.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(job, Job):
+                self._out_of_time(job)
+
+    def _stop_threads(self, timeout: float) -> None:
+        for stage, count in ((self._work, self.config.workers), (self._ready, 1)):
+            for _ in range(count):
+                try:
+                    stage.put(STOP, timeout=timeout)
+                except queue.Full:  # a stage stuck (the connection is gone): it is a daemon
+                    break
+        self._publisher.stop(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every received request has been answered."""
@@ -509,7 +585,7 @@ class ClassifierService:
 def run_classifier(ipc: IpcClient, overrides: Mapping[str, Any] | None = None,
                    install_signals: Callable[[Callable[[], None]], None] | None = None,
                    model_loader: ModelLoader = default_model_loader) -> int:
-    """Run the component until SIGTERM; the process exit code."""
+    """Run the component until SIGTERM (exit code 0) or until the IPC connection is gone (1)."""
     service = ClassifierService(ipc, overrides, model_loader=model_loader)
     if install_signals is not None:
         install_signals(service.stop)
@@ -520,6 +596,7 @@ def run_classifier(ipc: IpcClient, overrides: Mapping[str, Any] | None = None,
                   "(--update-config) and the component restarts.", exc)
         service._report_state("ERRORED")
         return 1
-    service.serve()
-    return 0
-
+    except IpcError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return service.serve()

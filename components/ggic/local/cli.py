@@ -97,6 +97,12 @@ def _add_start(commands: argparse._SubParsersAction, root: argparse.ArgumentPars
                        help="let the Install steps build real virtual environments with pip "
                             "(minutes, needs the package index) instead of linking this "
                             "environment ($GGIC_REUSE_VENV)")
+    start.add_argument("--default-user", default=None, metavar="USER[:GROUP]",
+                       help="as root: run the components' lifecycle steps as this user "
+                            "(RequiresPrivilege steps as root), as the nucleus's "
+                            "runWithDefault.posixUser; default ggc_user:ggc_group if it "
+                            "exists, else root (warned). Not root: ignored, every step runs "
+                            "as you")
     start.add_argument("--no-resume", action="store_true",
                        help="don't restart the root's last deployment")
     start.add_argument("--skip-notify-components", action="store_true",
@@ -146,7 +152,9 @@ def _add_deploy(commands: argparse._SubParsersAction, root: argparse.ArgumentPar
                         help="thing group of the deployment (recorded; one group here)")
     deploy.add_argument("--runWith", dest="run_with", action="append", default=[],
                         metavar="NAME:posixUser=USER[:GROUP]",
-                        help="the user a component runs as (greengrass-cli's format); repeatable")
+                        help="the POSIX user a component runs as when the runtime is root "
+                             "(kept for later deployments; an empty user removes it), as "
+                             "greengrass-cli's --runWith; repeatable")
     deploy.add_argument("--systemLimits", dest="system_limits", default=None,
                         metavar="JSON|FILE",
                         help='{"<name>": {"cpus": N, "memory": KB}} as JSON text or a file')

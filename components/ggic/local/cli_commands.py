@@ -112,6 +112,7 @@ def run_start(args: argparse.Namespace) -> int:
     from .deployment import DEFAULT_THING_NAME
     from .deployment_policies import DeploymentPolicies
     from .platform import parse_platform_overrides
+    from .run_with import RunWithError
     from .runtime import LocalRuntime, RuntimeSettings
 
     root = resolve_root(args.root)
@@ -132,7 +133,8 @@ def run_start(args: argparse.Namespace) -> int:
         stand_ins=tuple(f.absolute() for f in args.stand_ins),
         reuse_venv=None if args.build_venvs else sys.prefix, resume=not args.no_resume,
         policies=DeploymentPolicies(notify_components=not args.skip_notify_components,
-                                    component_update_timeout=args.component_update_timeout))
+                                    component_update_timeout=args.component_update_timeout),
+        default_user=args.default_user)
     running = _running_pid(root)
     if running is not None:
         print(f"error: a ggic local runtime (pid {running}) is already running at {root}",
@@ -144,7 +146,11 @@ def run_start(args: argparse.Namespace) -> int:
         log.info("received %s: stopping", signal.Signals(signum).name)
         stop.set()
 
-    runtime = LocalRuntime(root, settings)
+    try:
+        runtime = LocalRuntime(root, settings)
+    except RunWithError as exc:
+        print(f"error: --default-user: {exc}", file=sys.stderr)
+        return 2
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     pid_file = root / PID_FILE
     try:

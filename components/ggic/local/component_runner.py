@@ -15,14 +15,12 @@ from .component_logs import ComponentLog
 from .lifecycle_states import ComponentSpec, RunnerSettings, State, StateCallback, StepResult
 from .processes import ScriptProcess, should_skip, spawn_step, wait_for_step
 from .recipe_lifecycle import LifecycleStep
+from .run_with import ComponentUser
 
 logger = logging.getLogger(__name__.rsplit(".", 1)[0] + ".lifecycle")
 
 #: States the error counter applies to; a third ERRORED from one of them means BROKEN.
 _COUNTED_STATES = frozenset({State.NEW, State.STARTING, State.RUNNING})
-
-
-# --- one component ----------------------------------------------------------------------------
 
 
 class ComponentRunner:
@@ -60,6 +58,8 @@ class ComponentRunner:
         self._run_is_startup = False  # the watched process is a Startup that reported RUNNING
         self._startup_process: ScriptProcess | None = None
         self._thread: threading.Thread | None = None
+        self._user = ComponentUser(self.settings.users, spec.posix_user, Path(spec.work_dir),
+                                   spec.artifact_dirs)
 
     # public API
 
@@ -82,8 +82,7 @@ class ComponentRunner:
     @property
     def run_process_id(self) -> int | None:
         """The Run step's process (the leader of its process group), None when none runs."""
-        process = self._run_process
-        return process.pid if process is not None else None
+        return getattr(self._run_process, "pid", None)  # one read: it may change meanwhile
 
     def request_stop(self) -> None:
         with self._cond:
@@ -546,7 +545,7 @@ class ComponentRunner:
 
     def _spawn(self, step: LifecycleStep, env: Mapping[str, str]) -> ScriptProcess | None:
         return spawn_step(self.name, step, env, Path(self.spec.work_dir), self.log,
-                          lambda: self._state, self.settings.output_drain_timeout)
+                          lambda: self._state, self.settings.output_drain_timeout, self._user)
 
     def _run_foreground(self, name: str, abort: Callable[[], bool] | None,
                         watch_reports: bool = False) -> StepResult:

@@ -72,9 +72,7 @@ def deployment_request_from_ipc(request: Mapping[str, Any]) -> DeploymentRequest
     if policy == "ROLLBACK":
         log.warning("failureHandlingPolicy ROLLBACK: the local runtime does not roll back a "
                     "failed deployment")
-    if request.get("componentToRunWithInfo"):
-        log.warning("componentToRunWithInfo ignored: the local runtime runs every component as "
-                    "the current user")
+    run_with = _run_with_info(request.get("componentToRunWithInfo") or {})
     if request.get("groupName"):
         log.info("groupName %s ignored: the local runtime has one group", request["groupName"])
     try:
@@ -83,7 +81,30 @@ def deployment_request_from_ipc(request: Mapping[str, Any]) -> DeploymentRequest
     except DeploymentError as exc:
         raise InvalidArgumentsError(str(exc)) from None
     return DeploymentRequest(recipe_dir=recipe_dir, artifact_dir=artifact_dir, merge=merge,
-                             remove=tuple(to_remove), update_config=update_config)
+                             remove=tuple(to_remove), update_config=update_config,
+                             run_with=run_with)
+
+
+def _run_with_info(info: Any) -> dict[str, str]:
+    """componentToRunWithInfo ``{name: {"posixUser": "user[:group]"}}`` -> name -> posixUser
+    (windowsUser and systemResourceLimits are not applied here: logged)."""
+    if not isinstance(info, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, Mapping) for k, v in info.items()):
+        raise InvalidArgumentsError("componentToRunWithInfo must map component names to "
+                                    "{posixUser, ...}")
+    users: dict[str, str] = {}
+    for name, run_with in info.items():
+        ignored = sorted(set(run_with) - {"posixUser"})
+        if ignored:
+            log.warning("componentToRunWithInfo %s: %s not applied by the local runtime",
+                        name, ", ".join(ignored))
+        user = run_with.get("posixUser")
+        if user is not None:
+            if not isinstance(user, str):
+                raise InvalidArgumentsError(f"componentToRunWithInfo {name}: posixUser must "
+                                            "be a string")
+            users[name] = user
+    return users
 
 
 def _optional_path(request: Mapping[str, Any], key: str) -> Path | None:

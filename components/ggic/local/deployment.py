@@ -23,6 +23,7 @@ No processes and no IPC here: :meth:`DeploymentPlan.component_specs` feeds the S
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import shutil
@@ -113,11 +114,14 @@ class PlannedComponent:
     builtin: bool = False
     run_bootstrap: bool = False
     change: str = "new"  # new, reinstall, restart or unchanged (against the last deployment)
+    posix_user: str | None = None  # runWith.posixUser, this deployment's or kept from the last
 
     def spec(self) -> ComponentSpec:
         return ComponentSpec(name=self.name, lifecycle=self.lifecycle, work_dir=self.paths.work,
                              version=self.version, dependencies=dict(self.dependencies),
-                             run_bootstrap=self.run_bootstrap, builtin=self.builtin)
+                             run_bootstrap=self.run_bootstrap, builtin=self.builtin,
+                             posix_user=self.posix_user,
+                             artifact_dirs=(self.paths.artifacts, self.paths.decompressed))
 
 
 @dataclass(frozen=True)
@@ -238,8 +242,10 @@ class LocalDeployer:
         variables = {n: ComponentVariables(n, self.paths(n, versions[n]),
                                            configuration.get(n, {})) for n in versions}
         components = tuple(
-            self._plan_component(name, versions[name], catalog, manifests.get(name),
-                                 dependencies[name], variables, name in roots, request)
+            dataclasses.replace(
+                self._plan_component(name, versions[name], catalog, manifests.get(name),
+                                     dependencies[name], variables, name in roots, request),
+                posix_user=self._posix_user(name, request))
             for name in order)
         removed = tuple(sorted(set(self.deployed_versions()) - set(versions)))
         return DeploymentPlan(str(uuid.uuid4()), timestamp, components, dict(roots), removed,
@@ -269,12 +275,22 @@ class LocalDeployer:
                 "artifactsDigest": component.artifacts_digest,
                 "dependencies": dict(component.dependencies),
             }
+            if component.posix_user:
+                services[component.name]["runWith"] = {"posixUser": component.posix_user}
         self._state = {"deploymentId": plan.deployment_id, "timestamp": plan.timestamp,
                        "rootComponents": dict(plan.root_components), "services": services}
         write_private_json(self.config_dir / DEPLOYMENT_FILE, self._state, indent=2)
         self.configuration.apply_deployment(plan.configuration_changes, plan.removed)
 
     # planning helpers
+
+    def _posix_user(self, name: str, request: DeploymentRequest) -> str | None:
+        """The deployment's runWith.posixUser for ``name``, else the last deployment's ("" in
+        the request removes it) (KernelConfigResolver.updateRunWith)."""
+        if name in request.run_with:
+            return request.run_with[name] or None
+        kept = self._state.get("services", {}).get(name, {}).get("runWith", {})
+        return kept.get("posixUser") or None
 
     def _catalog(self, request: DeploymentRequest) -> ComponentCatalog:
         catalog = ComponentCatalog()

@@ -40,7 +40,8 @@ def deployment_options(args: argparse.Namespace) -> dict[str, Any]:
     for item in getattr(args, "run_with", None) or []:
         name, sep, setting = item.partition(":")
         key, eq, value = setting.partition("=")
-        if not sep or not eq or not name or key not in ("posixUser", "windowsUser") or not value:
+        if not sep or not eq or not name or key not in ("posixUser", "windowsUser") \
+                or (key == "windowsUser" and not value):  # an empty posixUser removes it
             raise OptionError(f"--runWith {item!r}: expected NAME:posixUser=USER[:GROUP] or "
                            "NAME:windowsUser=USER")
         info = run_with.setdefault(name, RunWithInfo())

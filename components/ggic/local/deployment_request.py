@@ -32,6 +32,9 @@ class DeploymentRequest:
     remove: Sequence[str] = ()
     update_config: Mapping[str, ConfigurationUpdate] = field(default_factory=dict)
     stand_ins: Sequence[Path] = ()
+    run_with: Mapping[str, str] = field(default_factory=dict)
+    """name -> runWith.posixUser ("user[:group]"; "" removes it), kept for later deployments
+    (componentToRunWithInfo; the nucleus's KernelConfigResolver.updateRunWith)."""
 
 
 def parse_merge_arguments(items: Iterable[str]) -> dict[str, str]:

@@ -57,8 +57,13 @@ class IpcServer:
         on_state_change: StateCallback | None = None,
         max_write_buffer_bytes: int | None = None,
         config: ConfigStore | None = None,
+        socket_mode: int = 0o600,
     ) -> None:
         self.socket_path = Path(socket_path).absolute()
+        self.socket_mode = socket_mode
+        """0600: only this user connects; 0666 when components run as other users (the
+        nucleus's Permissions.setIpcSocketPermission: every user connects, each component's
+        token decides what it may do)."""
         if len(os.fsencode(self.socket_path)) >= 104:
             # sun_path is 108 bytes on Linux and 104 on macOS
             raise ValueError(f"socket path is too long for a Unix socket: {self.socket_path}")
@@ -120,7 +125,7 @@ class IpcServer:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(str(self.socket_path))
-            os.chmod(self.socket_path, 0o600)  # before listen(): nobody can connect earlier
+            os.chmod(self.socket_path, self.socket_mode)  # before listen()
             sock.listen(128)
             self._server = await asyncio.start_unix_server(
                 self._on_client, sock=sock, limit=2 * 1024 * 1024

@@ -24,8 +24,9 @@ One :class:`ComponentRunner` per component mirrors the nucleus's ``Lifecycle`` s
 
 Scripts run with ``sh -c`` in the component's work folder, with this process's environment plus
 the runtime's (IPC socket, SVCUID...) plus the recipe's ``Setenv`` (lifecycle-wide, then the
-step's own). ``RequiresPrivilege`` is not applied locally: the step runs as the current user
-and a warning says so. Each output line goes to ``<root>/logs/<component>.log``.
+step's own), as the user :mod:`.run_with` decides (as root: the component's user, root for
+``RequiresPrivilege``; otherwise the current user, and a warning says RequiresPrivilege is not
+applied). Each output line goes to ``<root>/logs/<component>.log``.
 
 :class:`Supervisor` runs a set of components in dependency order, restarts HARD dependers when
 a dependency leaves a healthy state, and stops them in reverse order. State changes are

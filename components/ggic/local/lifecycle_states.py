@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from .recipe_lifecycle import ComponentLifecycle
+from .run_with import UserPolicy
 
 
 class State(str, enum.Enum):
@@ -40,6 +41,8 @@ class RunnerSettings:
     error_reset_seconds: float = 3600.0  # errors older than this are forgotten
     output_drain_timeout: float = 2.0  # wait for a dead process's last output lines
     poll_interval: float = 0.05
+    users: UserPolicy = field(default_factory=UserPolicy)
+    """Who runs each step (the default: the runtime's own user runs everything)."""
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,15 @@ class ComponentSpec:
     dependencies: Mapping[str, str] = field(default_factory=dict)  # name -> HARD or SOFT
     run_bootstrap: bool = False
     builtin: bool = False  # a nucleus-provided service: no processes, RUNNING once started
+    posix_user: str | None = None  # the deployment's runWith.posixUser ("user[:group]")
+    artifact_dirs: tuple[Path, ...] = ()  # given to the run-with user with the work folder
 
     def same_service(self, other: ComponentSpec) -> bool:
         """Whether ``other`` runs the same way (ignoring one-off flags such as bootstrap)."""
         return (self.name, self.lifecycle, Path(self.work_dir), self.version,
-                dict(self.dependencies), self.builtin) == \
+                dict(self.dependencies), self.builtin, self.posix_user) == \
                (other.name, other.lifecycle, Path(other.work_dir), other.version,
-                dict(other.dependencies), other.builtin)
+                dict(other.dependencies), other.builtin, other.posix_user)
 
 
 StateCallback = Callable[[str, State, State], None]

@@ -20,6 +20,7 @@ from typing import IO, Callable
 from .component_logs import ComponentLog
 from .lifecycle_states import State, StepResult
 from .recipe_lifecycle import LifecycleStep
+from .run_with import ComponentUser, RunWith, RunWithError
 
 logger = logging.getLogger(__name__.rsplit(".", 1)[0] + ".lifecycle")
 
@@ -63,8 +64,10 @@ class ScriptProcess:
 
     def __init__(self, script: str, script_name: str, env: Mapping[str, str], cwd: Path,
                  log: ComponentLog, state: Callable[[], State],
-                 drain_timeout: float = 2.0) -> None:
+                 drain_timeout: float = 2.0, run_with: RunWith | None = None) -> None:
         self.script = script
+        self.run_with = run_with
+        """The user the script runs as; None: the runtime's own."""
         self.script_name = script_name
         self._env = dict(env)
         self._cwd = cwd
@@ -78,8 +81,13 @@ class ScriptProcess:
         posix = not sys.platform.startswith("win")
         kwargs: dict = {"start_new_session": True} if posix else {
             "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        env = self._env
+        if self.run_with is not None:  # as sudo -n -E -H -u USER -g GROUP (SudoDecorator)
+            kwargs.update(user=self.run_with.uid, group=self.run_with.gid,
+                          extra_groups=list(self.run_with.groups))
+            env = self.run_with.env(env)
         self._proc = subprocess.Popen(  # noqa: S603 - running recipe scripts is the point
-            _shell_command(self.script), cwd=str(self._cwd), env=self._env,
+            _shell_command(self.script), cwd=str(self._cwd), env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
         for stream, name in ((self._proc.stdout, "stdout"), (self._proc.stderr, "stderr")):
             reader = threading.Thread(target=self._copy, args=(stream, name), daemon=True,
@@ -162,22 +170,32 @@ def wait_for_step(process: ScriptProcess, timeout: float | None, poll_interval: 
 
 
 def spawn_step(component: str, step: LifecycleStep, env: Mapping[str, str], work_dir: Path,
-               log: ComponentLog, state: Callable[[], State], drain_timeout: float
-               ) -> ScriptProcess | None:
-    """Start a lifecycle step's script in the work folder (logged as the nucleus logs it);
-    None if it can't be started. ``RequiresPrivilege`` is not applied locally (warned)."""
+               log: ComponentLog, state: Callable[[], State], drain_timeout: float,
+               user: ComponentUser | None = None) -> ScriptProcess | None:
+    """Start a lifecycle step's script in the work folder (logged as the nucleus logs it) as
+    ``user`` decides (None: as the runtime's user); None if it can't be started. When the
+    runtime can't switch users (not root) ``RequiresPrivilege`` is not applied (warned)."""
+    try:
+        run_with = user.for_step(step.requires_privilege) if user is not None else None
+    except RunWithError as exc:  # the step fails (GenericExternalService.run)
+        log.event("ERROR", "generic-service-run", str(exc), state().value)
+        logger.error("%s: %s", component, exc)
+        return None
+    switching = user is not None and user.policy.switching
     script_name = step.script_name(component)
-    if step.requires_privilege:
-        user = getpass.getuser()
+    if step.requires_privilege and not switching:
+        me = getpass.getuser()
         log.event("WARN", "privilege-not-applied",
-                  f"RequiresPrivilege is not applied locally; running as {user}",
+                  f"RequiresPrivilege is not applied locally; running as {me}",
                   state().value, scriptName=script_name)
         logger.warning("%s: %s: RequiresPrivilege not applied locally (running as %s)",
-                       component, step.name, user)
+                       component, step.name, me)
     work_dir.mkdir(parents=True, exist_ok=True)
-    process = ScriptProcess(step.script, script_name, env, work_dir, log, state, drain_timeout)
+    process = ScriptProcess(step.script, script_name, env, work_dir, log, state, drain_timeout,
+                            run_with)
+    running_as = run_with.label if run_with is not None else getpass.getuser()
     log.event("INFO", "shell-runner-start", None, state().value,
-              scriptName=script_name, command=f'["{step.script}"]')
+              scriptName=script_name, command=f'["{step.script}"]', user=running_as)
     try:
         process.start()
     except OSError as exc:

@@ -35,13 +35,10 @@ import logging
 import os
 import queue
 import shutil
-import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -53,19 +50,18 @@ from .control import LocalControlHandler
 from .deployment import (
     CONFIGURATION_FILE,
     DEFAULT_NUCLEUS_VERSION,
-    DEFAULT_THING_NAME,
     DeploymentError,
     DeploymentPlan,
     DeploymentRequest,
     LocalDeployer,
 )
-from .deployment_policies import DeploymentPolicies
 from .iot_core_log import iot_core_line, read_iot_core_log, shorten
 from .ipc_server import IpcServer
-from .lifecycle import RunnerSettings, State, Supervisor, nucleus_environment
+from .lifecycle import State, Supervisor, nucleus_environment
 from .nucleus_services import NucleusServices
 from .platform import detect_platform
 from .private_files import open_private_append, private_dir, write_private_json
+from .run_with import UserPolicy
 from .runtime_records import (
     ComponentStatus,
     DeploymentStatus,
@@ -74,46 +70,22 @@ from .runtime_records import (
     load_deployment_records,
     save_deployment_records,
 )
+from .runtime_settings import (  # noqa: F401 - re-exported: where callers import them from
+    DEFAULT_ROOT,
+    ROOT_ENV,
+    SOCKET_NAME,
+    RuntimeSettings,
+    choose_socket_path,
+    default_root,
+)
 
 log = logging.getLogger("ggic.local.runtime")
 
-ROOT_ENV = "GGIC_LOCAL_ROOT"
-DEFAULT_ROOT = Path(".ggic") / "local"
-SOCKET_NAME = "ipc.socket"
 CLI_TOKEN_FILE = "cli.token"
 IOT_CORE_LOG = "iotcore.jsonl"
 DEPLOYMENTS_FILE = "local_deployments.json"
 REUSE_VENV_ENV = "GGIC_REUSE_VENV"
-#: sun_path is 108 bytes on Linux and 104 on macOS (IpcServer refuses longer paths).
-MAX_SOCKET_PATH_BYTES = 103
 SETTLED_STATES = frozenset({State.RUNNING, State.FINISHED, State.BROKEN})
-
-
-def default_root() -> Path:
-    """``$GGIC_LOCAL_ROOT``, else ``.ggic/local`` (relative to the current directory)."""
-    return Path(os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
-
-
-@dataclass(frozen=True)
-class RuntimeSettings:
-    thing_name: str = DEFAULT_THING_NAME
-    region: str = "us-east-1"
-    platform_overrides: Mapping[str, str] = field(default_factory=dict)
-    stand_ins: tuple[Path, ...] = ()
-    """Folders of stand-in components offered to every deployment (public components such as
-    variant.DLR.ImageClassification.ModelStore that can't be downloaded here)."""
-    reuse_venv: str | None = sys.prefix
-    """Given to Install steps as $GGIC_REUSE_VENV (link this environment instead of building a
-    virtual environment: seconds instead of minutes); None builds real ones."""
-    runner: RunnerSettings = field(default_factory=RunnerSettings)
-    deployment_timeout: float = 1800.0
-    """How long a deployment waits for its components to settle (RUNNING/FINISHED/BROKEN)."""
-    stable_seconds: float = 1.0
-    """How long the components must then stay RUNNING/FINISHED without an error for the
-    deployment to succeed (a component that crashes right after starting fails it)."""
-    resume: bool = True
-    """Start the root's last deployment again on start (as the nucleus does after a reboot)."""
-    policies: DeploymentPolicies = field(default_factory=DeploymentPolicies)  # update, validation
 
 
 class LocalRuntime:
@@ -134,9 +106,12 @@ class LocalRuntime:
         self.deployer = LocalDeployer(self.root, platform=self.platform,
                                       thing_name=self.settings.thing_name,
                                       configuration=self.config)
-        self.socket_path, self._socket_temp_dir = _choose_socket_path(self.root)
+        self.users = UserPolicy.for_runtime(self.settings.default_user)
+        self.socket_path, self._socket_temp_dir = choose_socket_path(
+            self.root, shared=self.users.switching)
         self.server = IpcServer(
             self.socket_path,
+            socket_mode=0o666 if self.users.switching else 0o600,
             config=self.config,
             control_handler=LocalControlHandler(self),
             on_iot_core_publish=self._on_iot_core_publish,
@@ -146,7 +121,8 @@ class LocalRuntime:
             [], self.root, env_for=self._component_env,
             base_env=nucleus_environment(self.settings.thing_name, self.settings.region,
                                          nucleus_version=DEFAULT_NUCLEUS_VERSION),
-            on_state_change=self._on_lifecycle_state, settings=self.settings.runner,
+            on_state_change=self._on_lifecycle_state,
+            settings=dataclasses.replace(self.settings.runner, users=self.users),
         )
         self.services = NucleusServices(self.server.nucleus, self.supervisor,
                                         self.settings.policies, self.logs_dir)
@@ -177,6 +153,7 @@ class LocalRuntime:
         self._log_handler = setup_runtime_logging(self.root)
         log.info("starting the ggic local runtime at %s (platform %s, thing %s)", self.root,
                  self.platform, self.settings.thing_name)
+        self.users.log_decision()
         if self._socket_temp_dir is not None:
             log.warning("%s is too long for a Unix socket path; the IPC socket is %s",
                         self.root / SOCKET_NAME, self.socket_path)
@@ -588,13 +565,3 @@ class LocalRuntime:
             self._state_changed.notify_all()
 
 
-# --- helpers -----------------------------------------------------------------------------------
-
-
-def _choose_socket_path(root: Path) -> tuple[Path, Path | None]:
-    """``<root>/ipc.socket`` when it fits in sun_path, else a short private temp folder."""
-    preferred = root / SOCKET_NAME
-    if len(os.fsencode(preferred)) <= MAX_SOCKET_PATH_BYTES:
-        return preferred, None
-    folder = Path(tempfile.mkdtemp(prefix="ggic-", dir="/tmp" if os.path.isdir("/tmp") else None))
-    return folder / SOCKET_NAME, folder
