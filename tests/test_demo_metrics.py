@@ -13,7 +13,7 @@ from ggic.messages import ClassificationResult, ErrorCode, Prediction
 def test_counts_are_summed_over_intervals_and_latency_is_shown_per_stage():
     metrics = ClassifierMetrics()
     collector = MetricsCollector()
-    metrics.record_model_load(812.0, "efficientnet")
+    metrics.record_model_load(time.perf_counter(), {"name": "efficientnet"})
     for interval in range(2):
         for i in range(3):
             metrics.record_result(ClassificationResult.success(

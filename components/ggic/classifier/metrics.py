@@ -25,12 +25,16 @@ ModelLoadTime      Milliseconds                                      the last lo
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Mapping
+from typing import Any, Callable
 
 from ..cloudwatch_metrics import (
     LatencyWindow,
     Metric,
+    MetricsPublisher,
+    MetricsSettings,
     Unit,
     base_dimensions,
     latency_metrics,
@@ -73,12 +77,20 @@ class ClassifierMetrics:
                 if value is not None:
                     self._latency[stage].add(float(value))
 
-    def record_model_load(self, milliseconds: float, model: str) -> None:
+    def record_model_load(self, started: float, summary: Mapping[str, str]) -> None:
+        """A model took over: loading began at ``started`` (``time.perf_counter()``);
+        ``summary`` is its result ``model`` field (its name)."""
+        milliseconds = (time.perf_counter() - started) * 1000.0
         with self._lock:
             self._loads += 1
             self._load_ms = milliseconds
-            self.model = model
+            self.model = str(summary.get("name", "?"))
             self.totals["model_loads"] += 1
+
+    def publisher(self, ipc: Any, config: Callable[[], Any]) -> MetricsPublisher:
+        """A publisher of these metrics over ``ipc``, following ``config()``'s MetricsInterval,
+        MetricsTopic and MetricsNamespace (read at each interval: updates apply live)."""
+        return MetricsPublisher(ipc.publish, self.take, lambda: MetricsSettings.of(config()))
 
     def take(self) -> list[Metric]:
         """This interval's metrics; the counters start again from zero."""

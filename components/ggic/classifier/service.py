@@ -35,7 +35,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Callable
 
-from ..cloudwatch_metrics import MetricsPublisher, MetricsSettings  # metrics (issue 12)
 from ..config import (
     ClassifierConfig,
     ConfigError,
@@ -148,8 +147,7 @@ class ClassifierService:
         self._failed_log = RateLimitedCounter(
             "%d request(s) failed in %.1f s; the latest: %s", logger=log)
         self.metrics = ClassifierMetrics(self._work.qsize)  # metrics (issue 12)
-        self._metrics_publisher = MetricsPublisher(  # metrics (issue 12)
-            self.ipc.publish, self.metrics.take, lambda: MetricsSettings.of(self.config))
+        self._metrics_publisher = self.metrics.publisher(ipc, lambda: self.config)  # issue 12
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -221,8 +219,7 @@ class ClassifierService:
         if current is not None:
             log.info("the new model takes over from %s", current_name)
         self.pipeline = pipeline
-        self.metrics.record_model_load(  # metrics (issue 12)
-            (time.perf_counter() - load_started) * 1000.0, pipeline.info.summary().get("name", "?"))
+        self.metrics.record_model_load(load_started, pipeline.info.summary())  # issue 12
         self.model_error = None
         if current is not None:  # at start-up, RUNNING waits for the request subscription
             self._report_state("RUNNING")
