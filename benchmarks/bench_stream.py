@@ -222,8 +222,9 @@ def main() -> None:
                              "comma-separated texts (e.g. 'file/bmp x1,inline/jpeg x1')")
     parser.add_argument("--transport-reps", type=int, default=200,
                         help="repetitions of the per-frame transport cost measurement")
-    parser.add_argument("--omp-threads", type=int, default=None,
-                        help="OMP_NUM_THREADS for the model, in both cases (default: as set)")
+    parser.add_argument("--omp-threads", type=int, default=1,
+                        help="OMP_NUM_THREADS for the in-process loop's model (default 1, as the "
+                             "classifier's recipe default InferenceThreads 1); 0: as set")
     args = parser.parse_args()
     if args.omp_threads:
         os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)  # before the model loads

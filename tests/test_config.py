@@ -62,7 +62,7 @@ def test_unknown_and_changed_and_restart_keys():
     a = config_from_mapping(ClassifierConfig, {})
     b = config_from_mapping(ClassifierConfig, {"TopK": 2})
     assert changed_keys(a, b) == ["TopK"]
-    assert restart_only_keys(ClassifierConfig) == ["Workers"]
+    assert restart_only_keys(ClassifierConfig) == ["Workers", "InferenceThreads"]
 
 
 def test_flags_are_derived_from_keys():

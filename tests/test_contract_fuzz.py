@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fuzz_strategies import (
@@ -156,6 +156,9 @@ def test_reply_to_refuses_what_the_ipc_refuses_in_a_publish_topic(reply_to):
 
 
 @given(st.text(st.characters(exclude_categories=()), max_size=30))
+@example("/")
+@example("//")
+@example("a/")
 @fuzz_settings(300)
 def test_every_reply_to_accepted_is_a_topic_the_ipc_accepts(topic):
     if publish_topic_problem(topic) is None:

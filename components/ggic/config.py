@@ -367,6 +367,12 @@ class ClassifierConfig:
         "Workers", 1, as_int, in_range(1, 16), live=False,
         doc="Decode/preprocess threads (inference itself is one thread per model).",
     )
+    inference_threads: int = setting(
+        "InferenceThreads", 1, as_int, in_range(0, 256), live=False,
+        doc="Threads the model's inference uses (OpenMP and TVM pools); 0: the runtime's "
+        "default (all CPUs for OpenMP, half for TVM on x86_64). 1 keeps inference steady "
+        "when other processes share the CPUs (restart to change).",
+    )
     publish_to_iot_core: bool = setting(
         "PublishToIoTCore", False, as_bool, doc="Also publish each result to AWS IoT Core."
     )

@@ -26,6 +26,8 @@ def publish_topic_problem(topic: object) -> str | None:
     if any(char in topic for char in PUBLISH_FORBIDDEN_CHARS):
         return ("must not contain the wildcards '+', '#' or '*' (the IPC refuses them in a "
                 "publish topic)")
+    if not topic.strip("/"):  # the nucleus's topic trie splits it into no level: refused
+        return "must have a topic level (not only '/')"
     if not topic.isprintable():
         return "must be printable text (no control characters)"
     if len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:

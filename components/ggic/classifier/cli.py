@@ -71,6 +71,7 @@ def add_classify_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_classify_command(args: argparse.Namespace) -> int:
     from ..messages import ClassificationResult, new_request_id
+    from .inference_threads import apply_inference_threads
 
     try:
         config = config_from_mapping(ClassifierConfig, config_overrides(args))
@@ -80,6 +81,8 @@ def run_classify_command(args: argparse.Namespace) -> int:
     except (ConfigError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # this (main) thread runs the model
+    apply_inference_threads(config.inference_threads, pipeline.model.backend)
     limits = InputLimits.from_config(config)
     failures = 0
     for image in args.images:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from .formats import ImageFormat, ImageProbe, probe_image
 from .inputs import InputLimits, load_tensor, read_file
 from .model import LoadedModel
 from .postprocess import scores_from_output, top_k
-from .preprocess import needed_decode_size, preprocess
+from .preprocess import TensorPool, needed_decode_size, preprocessor_for
 
 
 @dataclass
@@ -35,6 +36,8 @@ class PreparedInput:
     tensor: np.ndarray
     timing_ms: dict[str, float] = field(default_factory=dict)
     probe: ImageProbe | None = None
+    #: Gives the tensor back to its pool once the model has consumed it (None: not pooled).
+    release: Callable[[], None] | None = None
 
     @property
     def load_ms(self) -> float:
@@ -67,6 +70,9 @@ def _ms(since: float) -> float:
 class ClassificationPipeline:
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
+        self._preprocessor = preprocessor_for(model.profile)
+        # tensors preprocessing writes into, reused once the model has consumed them
+        self._tensors = TensorPool(self._preprocessor.shape)
 
     @property
     def info(self) -> LoadedModel:
@@ -92,9 +98,10 @@ class ClassificationPipeline:
         probe = probe_image(data, limits.accepted_formats, what)
         image = self.decode(data, limits, what, probe)
         decoded = time.perf_counter()
-        tensor = preprocess(image, self.profile)
+        tensor = self._preprocessor(image, self._tensors.take())
         return PreparedInput(
-            tensor, {"load": (decoded - started) * 1000.0, "preprocess": _ms(decoded)}, probe)
+            tensor, {"load": (decoded - started) * 1000.0, "preprocess": _ms(decoded)}, probe,
+            release=lambda: self._tensors.give_back(tensor))
 
     def decode(self, data: bytes, limits: InputLimits, what: str,
                probe: ImageProbe | None = None) -> np.ndarray:
@@ -116,6 +123,11 @@ class ClassificationPipeline:
             output = self.model.run(prepared.tensor)
         except Exception as exc:
             raise ClassificationError(ErrorCode.MODEL_ERROR, f"inference failed: {exc}") from exc
+        finally:
+            # the model copied its input; the tensor may now be reused by the next request
+            release, prepared.release = prepared.release, None
+            if release is not None:
+                release()
         inference_ms = _ms(started)
         return ModelRun(scores_from_output(output, self.profile.output), inference_ms)
 

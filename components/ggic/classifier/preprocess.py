@@ -7,9 +7,21 @@ Order of operations (the same for every profile):
 2. channel order: BGR (OpenCV) to RGB unless the profile wants BGR;
 3. ``x * scale``, then ``(x - mean) / std`` per channel, in float32;
 4. layout: NHWC or NCHW, with a batch dimension of 1.
+
+:class:`Preprocessor` does only the work a profile needs, in the cheapest order: the centre is
+cut before the channels are swapped (a view, no copy), the swap is one ``cvtColor`` on the
+224x224 crop, and the cast to float32 writes straight into the output tensor. Steps that are the
+identity in float32 (``* 1``, ``- 0``: the ModelStore and EfficientNet-Lite0 profiles feed raw
+0..255 pixels) are skipped; the rest are the same float32 operations in the same order as the
+straightforward ``x.astype(float32) * (scale / std) - mean / std``, so every profile's tensor is
+bit-identical to it. Output tensors can come from a :class:`TensorPool` so that steady-state
+preprocessing allocates nothing.
 """
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -42,30 +54,134 @@ def resize_plan(width: int, height: int, profile: ModelProfile) -> tuple[int, in
 
 
 def needed_decode_size(width: int, height: int, profile: ModelProfile) -> tuple[int, int]:
-    """The smallest (width, height) a reduced decode may produce for this profile."""
+    """The smallest (width, height) a reduced JPEG decode may produce for this profile.
+
+    The rule, chosen by measurement on the sample photos through the real EfficientNet-Lite0
+    (``tests/test_reduced_decode_top1.py``) and by speed (``benchmarks/run_all.py``): the
+    decoded image must be at least twice the size the resize step produces. libjpeg's DCT
+    scaling is a box-like low-pass filter, and the profile's resize (bicubic for Lite0, which
+    does not filter) then still starts from a 2x-or-more downscale like a full decode's does,
+    so the model sees the same kind of image: at 1/4 of 1920x1080 the resize would start from
+    480x270 for a 455x256 target, nearly 1:1, and ``chelsea`` turned from "tiger cat" into
+    "Egyptian cat". A stretch profile needs its input size, a crop profile the short-side
+    resize before the crop, both doubled.
+    """
     new_w, new_h, _, _ = resize_plan(width, height, profile)
-    return new_w, new_h
+    return min(width, 2 * new_w), min(height, 2 * new_h)
 
 
-def preprocess(image_bgr: np.ndarray, profile: ModelProfile) -> np.ndarray:
-    """Turn a BGR uint8 image (H, W, 3) into the model's float32 input tensor."""
-    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-        raise ValueError(f"expected a BGR image of shape (H, W, 3), got {image_bgr.shape}")
-    out_h, out_w = profile.size  # type: ignore[misc]
-    new_w, new_h, left, top = resize_plan(image_bgr.shape[1], image_bgr.shape[0], profile)
-    if (new_w, new_h) != (image_bgr.shape[1], image_bgr.shape[0]):
-        image_bgr = cv2.resize(
-            image_bgr, (new_w, new_h), interpolation=_INTERPOLATION[profile.interpolation]
-        )
-    image = image_bgr[top : top + out_h, left : left + out_w]
-    if profile.channel_order == "RGB":
-        image = image[:, :, ::-1]
+def _affine(profile: ModelProfile) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(gain, offset) per channel in float32, each None where it is the identity."""
     # (x * scale - mean) / std  ==  x * (scale / std) - mean / std, one multiply-add per value
-    gain = (profile.scale / np.asarray(profile.std, dtype=np.float64)).astype(np.float32)
-    offset = (np.asarray(profile.mean, dtype=np.float64) / np.asarray(profile.std)).astype(
-        np.float32
-    )
-    tensor = image.astype(np.float32) * gain - offset
-    if profile.layout == "NCHW":
-        tensor = tensor.transpose(2, 0, 1)
-    return np.ascontiguousarray(tensor[np.newaxis])
+    std = np.asarray(profile.std, dtype=np.float64)
+    gain = (profile.scale / std).astype(np.float32)
+    offset = (np.asarray(profile.mean, dtype=np.float64) / std).astype(np.float32)
+    # x * 1 == x and x - (+0.0) == x exactly in float32 (also for x = -0.0), so skipping them
+    # is exact; x - (-0.0) turns -0.0 into +0.0, so a -0.0 offset (mean 0, std < 0) stays
+    identity_offset = bool(np.all(offset == 0.0) and not np.any(np.signbit(offset)))
+    return (None if np.all(gain == 1.0) else gain), (None if identity_offset else offset)
+
+
+class TensorPool:
+    """Reusable output tensors of one shape. A tensor taken is the caller's alone until it is
+    given back (after the model has consumed it); one never given back is simply garbage
+    collected, and an empty pool allocates a new one, so a lost tensor costs memory once, never
+    a wrong answer."""
+
+    def __init__(self, shape: Sequence[int], keep: int = 4) -> None:
+        self.shape = tuple(int(n) for n in shape)
+        self.keep = keep
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+        self.allocated = 0
+
+    def take(self) -> np.ndarray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            self.allocated += 1
+        return np.empty(self.shape, dtype=np.float32)
+
+    def give_back(self, tensor: np.ndarray) -> None:
+        if tensor.shape != self.shape or tensor.dtype != np.float32:
+            raise ValueError(f"a {tensor.dtype} {tensor.shape} tensor is not from this pool")
+        with self._lock:
+            if any(t is tensor for t in self._free):
+                raise ValueError("tensor given back twice")
+            if len(self._free) < self.keep:
+                self._free.append(tensor)
+
+
+class Preprocessor:
+    """Preprocessing for one (completed) profile, its constants computed once."""
+
+    def __init__(self, profile: ModelProfile) -> None:
+        if profile.size is None or profile.layout is None:
+            raise ValueError(f"profile {profile.name} is not completed (size/layout unknown)")
+        self.profile = profile
+        self.size = profile.size
+        self.interpolation = _INTERPOLATION[profile.interpolation]
+        self.swap_channels = profile.channel_order == "RGB"
+        self.nchw = profile.layout == "NCHW"
+        self.gain, self.offset = _affine(profile)
+        out_h, out_w = profile.size
+        self.shape = (1, 3, out_h, out_w) if self.nchw else (1, out_h, out_w, 3)
+
+    def __call__(self, image_bgr: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Turn a BGR uint8 image (H, W, 3) into the model's float32 input tensor (in ``out``,
+        a C-contiguous float32 array of the model's input shape, when given)."""
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            raise ValueError(f"expected a BGR image of shape (H, W, 3), got {image_bgr.shape}")
+        if out is None:
+            out = np.empty(self.shape, dtype=np.float32)
+        elif out.shape != self.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a contiguous float32 array of shape {self.shape}")
+        out_h, out_w = self.size
+        new_w, new_h, left, top = resize_plan(image_bgr.shape[1], image_bgr.shape[0],
+                                              self.profile)
+        if (new_w, new_h) != (image_bgr.shape[1], image_bgr.shape[0]):
+            image_bgr = cv2.resize(image_bgr, (new_w, new_h), interpolation=self.interpolation)
+        crop = image_bgr[top : top + out_h, left : left + out_w]  # a view: nothing copied
+        pixels = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB) if self.swap_channels else crop
+        if self.nchw:
+            for channel in range(3):
+                self._affine_into(pixels[:, :, channel], out[0, channel], channel)
+        else:
+            self._affine_into(pixels, out[0], None)
+        return out
+
+    def _affine_into(self, pixels: np.ndarray, out: np.ndarray, channel: int | None) -> None:
+        """out = float32(pixels) [* gain] [- offset], the same float32 operations as
+        ``pixels.astype(float32) * gain - offset``."""
+        gain = self.gain if channel is None or self.gain is None else self.gain[channel]
+        offset = self.offset if channel is None or self.offset is None else self.offset[channel]
+        np.copyto(out, pixels, casting="safe")
+        if gain is not None:
+            np.multiply(out, gain, out=out)
+        if offset is not None:
+            np.subtract(out, offset, out=out)
+
+
+_PREPROCESSORS: dict[ModelProfile, Preprocessor] = {}
+_PREPROCESSORS_LOCK = threading.Lock()
+
+
+def preprocessor_for(profile: ModelProfile) -> Preprocessor:
+    """The (cached) :class:`Preprocessor` of a completed profile."""
+    try:
+        hash(profile)
+    except TypeError:  # a profile built by hand with a list somewhere: not cacheable
+        return Preprocessor(profile)
+    with _PREPROCESSORS_LOCK:
+        found = _PREPROCESSORS.get(profile)
+        if found is None:
+            if len(_PREPROCESSORS) >= 32:  # profiles come from configuration: keep it bounded
+                _PREPROCESSORS.clear()
+            found = _PREPROCESSORS[profile] = Preprocessor(profile)
+        return found
+
+
+def preprocess(image_bgr: np.ndarray, profile: ModelProfile,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """Turn a BGR uint8 image (H, W, 3) into the model's float32 input tensor."""
+    return preprocessor_for(profile)(image_bgr, out)

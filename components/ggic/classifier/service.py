@@ -9,10 +9,9 @@ Threads and queues (no inference and no IPC call ever runs on an IPC callback th
     outbox --publisher: up to 32 publishes in flight--> PublishToTopic (and PublishToIoTCore)
 
 Decoding the next request overlaps inference of the current one, and the one ``DLRModel`` is
-only ever run by the inference thread, its warm-up included: a model's OpenMP kernels keep a
-thread pool per thread that runs them, and a second pool (say, the main thread's, from a warm-up
-there) oversubscribes the cores, which makes libgomp's barriers sleep instead of spin: inference
-on a 2-core machine took 1.5-1.7x as long.
+only ever run by the inference thread, its warm-up included: a model's thread pools (OpenMP's
+team, TVM's pool) belong to the thread that runs it, so the warm-up there sizes them
+(``InferenceThreads``, applied first) and no second pool is left on another thread.
 
 ``pending`` counts messages delivered (our IPC callback ran) and not yet answered; it goes up in
 one place (:meth:`ClassifierService._delivery`) and down once per answer, when its publish has
@@ -57,6 +56,7 @@ from ..messages import (
 )
 from ..rate_limited_log import RateLimitedCounter
 from .control import Control, Reopening
+from .inference_threads import RUNTIME_DEFAULT
 from .inputs import InputLimits
 from .metrics import ClassifierMetrics  # metrics (issue 12)
 from .model import ModelLoadError, load_model
@@ -121,6 +121,7 @@ class ClassifierService:
         self.pipeline: ClassificationPipeline | None = None
         self.model_error: str | None = "the model is still loading"
         self._publish_policy: tuple[str, ...] = ()
+        self._inference_threads = RUNTIME_DEFAULT
         self._limits_cache = InputLimits()
         self._work: queue.Queue[WorkItem] = queue.Queue()
         self._ready: queue.Queue[ReadyItem] = queue.Queue()
@@ -228,7 +229,7 @@ class ClassifierService:
     def _warm_up(self, pipeline: ClassificationPipeline) -> None:
         """Warm the new model up on the inference thread (the one that will run it), between
         requests; the current model keeps serving until then. Raises ModelLoadError."""
-        warm_up = WarmUp(pipeline)
+        warm_up = WarmUp(pipeline, self._inference_threads)
         self._ready.put(warm_up)
         warm_up.done.wait()
         if warm_up.error is not None:
@@ -427,6 +428,7 @@ class ClassifierService:
         self._work.maxsize = self.config.queue_size
         self._ready.maxsize = self.config.workers + 1
         self._subscribe_config()
+        self._inference_threads = self.config.inference_threads  # restart-only, like Workers
         self._start_threads()
         self._metrics_publisher.start()  # metrics (issue 12)
         loaded = self._load_model()

@@ -6,26 +6,37 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Union
 
 from ..messages import ClassificationRequest
+from .inference_threads import RUNTIME_DEFAULT, apply_inference_threads
 from .inputs import InputLimits
 from .pipeline import ClassificationPipeline, PreparedInput
 
+log = logging.getLogger(__name__.rsplit(".", 1)[0] + ".service")
+
 
 class WarmUp:
-    """A warm-up for the inference thread to run; the loading thread waits for its outcome."""
+    """A warm-up for the inference thread to run; the loading thread waits for its outcome.
+    It also sizes the model's thread pools (InferenceThreads) on that thread, first."""
 
-    def __init__(self, pipeline: ClassificationPipeline) -> None:
+    def __init__(self, pipeline: ClassificationPipeline,
+                 inference_threads: int = RUNTIME_DEFAULT) -> None:
         self.pipeline = pipeline
+        self.inference_threads = inference_threads
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.ms = 0.0
 
     def run(self) -> None:
         try:
+            model = getattr(self.pipeline, "model", None)
+            applied = apply_inference_threads(self.inference_threads,
+                                              getattr(model, "backend", None))
+            log.info("%s", applied.describe())
             self.ms = self.pipeline.warm_up()
         except Exception as exc:
             self.error = exc

@@ -1,0 +1,490 @@
+"""Every performance figure the README quotes, measured in one run of one command.
+
+    .venv/bin/python benchmarks/run_all.py [--runs 3] [--out .ggic/bench/run_all.json]
+    .venv/bin/python benchmarks/run_all.py --markdown .ggic/bench/run_all.json   # README table
+
+Where two things are compared they are measured in this one process, interleaved (A, B, A, B,
+...) and repeated (``--runs`` times, at least 3); each ratio is given as the min and median of
+the runs' ratios. It prints the machine (CPU model, CPUs, load average), the four targets of
+issue #11 with the measured ratio next to each, and writes everything to a JSON file, from which
+``--markdown`` prints the README's performance table.
+
+1. overhead beyond the model: 640x480 JPEG ``image_path`` requests, one at a time, through the
+   real awsiotsdk client to the classifier process (recipe defaults), publish -> result minus
+   the inference time the service reports;
+2. decode + preprocess (the classifier's ``prepare``: read, reduced decode, resize, centre crop,
+   tensor) against the public samples' ``cv2.imread`` + ``cv2.resize`` to 224x224, at 640x480,
+   1920x1080 and 4032x3024;
+3. throughput of the classifier process with 4 pipelined SDK clients against a sequential loop
+   in this process over the same images (read, decode, preprocess, ``model.run``), on
+   EfficientNet-Lite0 and on a tiny model, both with the recipe's InferenceThreads;
+4. EfficientNet-Lite0 inference (``model.run``) with 1 and 2 threads, on a quiet machine and next
+   to one busy-loop process; and PyTorch's time for the same network where torch is installed.
+
+Run it on an otherwise idle machine: where other jobs keep every CPU busy, "quiet" only means
+"without our hog", and the kernel's per-thread CPU shares favour whatever runs more threads
+(the classifier process beside this one, 2 inference threads beside 1), so the ratios say more
+about the other jobs than about the classifier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from perf_common import CpuHog, ModelThread, describe_machine, machine, median_of_runs, stats
+from perf_service import ClassifierUnderTest, overhead_ms, pipelined_images_per_s, recipe_defaults
+
+from ggic.classifier.inference_threads import apply_inference_threads
+from ggic.classifier.inputs import InputLimits
+from ggic.classifier.model import load_model
+from ggic.classifier.pipeline import ClassificationPipeline
+from ggic.classifier.profiles import resolve_profile
+from ggic.messages import ImageSource, SourceKind
+from ggic.modelgen.efficientnet_lite import build_demo_model
+from ggic.modelgen.testnets import write_modelstore_like
+from ggic.sample_images import sample_photo_paths
+
+SIZES = ((640, 480), (1920, 1080), (4032, 3024))
+LIMITS = InputLimits()
+DEFAULT_OUT = Path(".ggic/bench/run_all.json")
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def camera_jpegs(out_dir: Path) -> dict[str, list[Path]]:
+    """The sample photos as camera-sized JPEGs (quality 92), per size."""
+    photos = [cv2.imread(str(p)) for p in sample_photo_paths()]
+    out: dict[str, list[Path]] = {}
+    for width, height in SIZES:
+        key = f"{width}x{height}"
+        folder = out_dir / key
+        folder.mkdir(parents=True, exist_ok=True)
+        out[key] = []
+        for index, photo in enumerate(photos):
+            path = folder / f"photo{index}.jpg"
+            big = cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC)
+            cv2.imwrite(str(path), big, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            out[key].append(path)
+    return out
+
+
+def models(cache: Path) -> dict[str, Path]:
+    lite0 = cache / "efficientnet-lite0"
+    if not (lite0 / "compiled.so").is_file():
+        build_demo_model(lite0)
+    tiny = cache / "tiny"
+    if not (tiny / "compiled.so").is_file():
+        write_modelstore_like(tiny, num_classes=10, size=224)
+    return {"lite0": lite0, "tiny": tiny}
+
+
+def pipeline_on(thread: ModelThread, model_dir: Path) -> ClassificationPipeline:
+    model = load_model(model_dir, resolve_profile("auto"), warm_up=False)
+    pipeline = ClassificationPipeline(model)
+    thread.call(pipeline.warm_up)
+    return pipeline
+
+
+def path_source(path: Path) -> ImageSource:
+    return ImageSource(SourceKind.PATH, path=str(path))
+
+
+# --- 2. decode + preprocess against the samples ----------------------------------------------
+
+
+def decode_vs_samples(pipeline: ClassificationPipeline, jpegs: dict[str, list[Path]],
+                      runs: int, budget_s: float = 3.0) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, paths in jpegs.items():
+        ratios, ours_ms, samples_ms = [], [], []
+        for _run in range(runs):
+            ours, samples = [], []
+            deadline = time.perf_counter() + budget_s
+            index = 0
+            while index < 10 or (index < 60 and time.perf_counter() < deadline):
+                path = paths[index % len(paths)]
+                started = time.perf_counter()
+                cv2.resize(cv2.imread(str(path)), (224, 224))
+                samples.append((time.perf_counter() - started) * 1000.0)
+                started = time.perf_counter()
+                prepared = pipeline.prepare(path_source(path), LIMITS)
+                ours.append((time.perf_counter() - started) * 1000.0)
+                if prepared.release is not None:
+                    prepared.release()
+                index += 1
+            ours_ms.append(statistics.median(ours))
+            samples_ms.append(statistics.median(samples))
+            ratios.append(samples_ms[-1] / ours_ms[-1])
+        out[key] = {"ours_ms": median_of_runs(ours_ms), "samples_ms": median_of_runs(samples_ms),
+                    "ratio": median_of_runs(ratios)}
+        log(f"  decode+preprocess {key}: ours {statistics.median(ours_ms):.2f} ms, samples "
+            f"{statistics.median(samples_ms):.2f} ms: {statistics.median(ratios):.2f}x")
+    return out
+
+
+# --- 4. inference, quiet and next to a CPU hog ------------------------------------------------
+
+
+def time_runs(pipeline: ClassificationPipeline, count: int, budget_s: float) -> list[float]:
+    x = np.zeros(pipeline.model.input_shape, dtype=np.float32)
+    times = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < count and (len(times) < 5 or time.perf_counter() < deadline):
+        started = time.perf_counter()
+        pipeline.model.run(x)
+        times.append((time.perf_counter() - started) * 1000.0)
+    return times
+
+
+def inference_under_load(pipeline: ClassificationPipeline, threads_settings: list[int],
+                         runs: int, count: int = 60) -> dict[str, Any]:
+    workers = {t: ModelThread(f"bench-inference-{t}", lambda t=t: apply_inference_threads(t))
+               for t in threads_settings}
+    hog = CpuHog()
+    samples: dict[tuple[int, str], list[float]] = {}
+    per_run: dict[tuple[int, str], list[dict[str, float]]] = {}
+    try:
+        for worker in workers.values():
+            worker.call(lambda: time_runs(pipeline, 5, 1.0))  # warm each thread's pool
+        for _run in range(runs):
+            for state in ("quiet", "hog"):
+                (hog.busy if state == "hog" else hog.quiet)()
+                time.sleep(0.05)
+                for threads, worker in workers.items():
+                    times = worker.call(lambda: time_runs(pipeline, count, 3.0))
+                    samples.setdefault((threads, state), []).extend(times)
+                    per_run.setdefault((threads, state), []).append(stats(times))
+            hog.quiet()
+    finally:
+        hog.close()
+        for worker in workers.values():
+            worker.close()
+    out: dict[str, Any] = {}
+    for threads in threads_settings:
+        quiet, busy = per_run[(threads, "quiet")], per_run[(threads, "hog")]
+        entry = {
+            "quiet": stats(samples[(threads, "quiet")]),
+            "hog": stats(samples[(threads, "hog")]),
+            "median_ratio": median_of_runs([b["median"] / q["median"]
+                                            for q, b in zip(quiet, busy)]),
+            "p99_ratio": median_of_runs([b["p99"] / q["p99"] for q, b in zip(quiet, busy)]),
+        }
+        out[str(threads)] = entry
+        log(f"  Lite0 inference, {threads} thread(s): quiet median "
+            f"{entry['quiet']['median']:.2f} ms p99 {entry['quiet']['p99']:.2f}; next to a "
+            f"CPU hog median {entry['hog']['median']:.2f} ms p99 {entry['hog']['p99']:.2f} "
+            f"({entry['median_ratio']['median']:.2f}x / {entry['p99_ratio']['median']:.2f}x)")
+    return out
+
+
+def run_torch(net: Any, x: Any) -> Any:
+    import torch
+
+    with torch.inference_mode():
+        return net(x)
+
+
+def passive_wait_child(runs: int, cache: Path) -> dict[str, Any]:
+    """2 threads with OMP_WAIT_POLICY=PASSIVE (read when libgomp loads: a child process)."""
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    done = subprocess.run([sys.executable, __file__, "--passive-child", "--runs", str(runs),
+                           "--cache", str(cache)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    if done.returncode != 0:
+        return {"skipped": f"the child failed: {done.stderr[-500:]}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def torch_comparison(pipeline: ClassificationPipeline, runs: int) -> dict[str, Any]:
+    try:
+        import torch
+    except ImportError:
+        return {"skipped": "torch is not installed"}
+    from ggic.modelgen.efficientnet_lite import default_checkpoint
+    from ggic.modelgen.efficientnet_spec import lite0_spec
+    from ggic.modelgen.efficientnet_torch import build_torch_model
+    from ggic.modelgen.torch_legacy import read_checkpoint
+
+    net = build_torch_model(lite0_spec(), read_checkpoint(default_checkpoint()))
+    x_torch = torch.zeros((1, 3, 224, 224))
+    x = np.zeros(pipeline.model.input_shape, dtype=np.float32)
+    worker = ModelThread("bench-torch", lambda: apply_inference_threads(0))
+    ratios, ours_ms, torch_ms = [], [], []
+    try:
+        for _run in range(runs):
+            ours, theirs = [], []
+            for _ in range(30):
+                started = time.perf_counter()
+                worker.call(lambda: pipeline.model.run(x))
+                ours.append((time.perf_counter() - started) * 1000.0)
+                started = time.perf_counter()
+                worker.call(lambda: run_torch(net, x_torch))
+                theirs.append((time.perf_counter() - started) * 1000.0)
+            ours_ms.append(statistics.median(ours))
+            torch_ms.append(statistics.median(theirs))
+            ratios.append(torch_ms[-1] / ours_ms[-1])
+    finally:
+        worker.close()
+    return {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "ours_ms": median_of_runs(ours_ms), "torch_ms": median_of_runs(torch_ms),
+            "ratio": median_of_runs(ratios)}
+
+
+# --- 1 and 3. the classifier process through the SDK ------------------------------------------
+
+
+def sequential_images_per_s(worker: ModelThread, pipeline: ClassificationPipeline,
+                            images: list[Path], count: int, budget_s: float = 8.0) -> float:
+    """Images per second of a loop classifying ``count`` images (fewer if it takes longer
+    than ``budget_s``: the rate is what matters) on ``worker``'s thread."""
+    def loop() -> float:
+        started = time.perf_counter()
+        done = 0
+        while done < count and (done < 3 or time.perf_counter() - started < budget_s):
+            pipeline.classify(path_source(images[done % len(images)]), LIMITS, 5, 0.0)
+            done += 1
+        return done / (time.perf_counter() - started)
+
+    return worker.call(loop)
+
+
+def service_figures(name: str, model_dir: Path, images: list[Path], runs: int,
+                    overhead_count: int) -> dict[str, Any]:
+    threads = int(recipe_defaults().get("InferenceThreads", 0))
+    worker = ModelThread(f"bench-sequential-{name}", lambda: apply_inference_threads(threads))
+    pipeline = pipeline_on(worker, model_dir)
+    # for comparison only: the same loop with the runtimes' default threads (all CPUs)
+    all_cpus = ModelThread(f"bench-sequential-{name}-default", lambda: apply_inference_threads(0))
+    all_cpus.call(pipeline.warm_up)
+    service = ClassifierUnderTest(model_dir, images[0].parent, clients=4)
+    out: dict[str, Any] = {"inference_threads": threads}
+    try:
+        if overhead_count:
+            trips, inference, overhead = overhead_ms(service, images, overhead_count)
+            out["overhead_ms"] = stats(overhead)
+            out["round_trip_ms"] = stats(trips)
+            out["service_inference_ms"] = stats(inference)
+            log(f"  {name}: one request at a time: round trip median "
+                f"{out['round_trip_ms']['median']:.2f} ms, of which inference "
+                f"{out['service_inference_ms']['median']:.2f}; overhead median "
+                f"{out['overhead_ms']['median']:.2f} ms p99 {out['overhead_ms']['p99']:.2f}")
+        per_client = 20 if name == "lite0" else 40
+        sequential_images_per_s(worker, pipeline, images, 10)  # warm the caches
+        pipelined_images_per_s(service, images, 3)
+        service_rates, loop_rates, default_rates, ratios, default_ratios = [], [], [], [], []
+        for _run in range(runs):
+            service_rates.append(pipelined_images_per_s(service, images, per_client))
+            loop_rates.append(sequential_images_per_s(worker, pipeline, images, 4 * per_client))
+            default_rates.append(sequential_images_per_s(all_cpus, pipeline, images,
+                                                         4 * per_client))
+            ratios.append(service_rates[-1] / loop_rates[-1])
+            default_ratios.append(service_rates[-1] / default_rates[-1])
+        out["service_images_per_s"] = median_of_runs(service_rates)
+        out["sequential_images_per_s"] = median_of_runs(loop_rates)
+        out["throughput_ratio"] = median_of_runs(ratios)
+        out["sequential_default_threads_images_per_s"] = median_of_runs(default_rates)
+        out["throughput_ratio_vs_default_threads"] = median_of_runs(default_ratios)
+        log(f"  {name}: 4 pipelined clients {statistics.median(service_rates):.1f} images/s, "
+            f"sequential loop {statistics.median(loop_rates):.1f} (InferenceThreads "
+            f"{threads}): {statistics.median(ratios):.2f}x; sequential loop with all CPUs "
+            f"{statistics.median(default_rates):.1f}: {statistics.median(default_ratios):.2f}x")
+    finally:
+        service.close()
+        worker.close()
+        all_cpus.close()
+        pipeline.close()
+    return out
+
+
+# --- targets, output ----------------------------------------------------------------------------
+
+
+def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+
+    def add(name: str, goal: str, measured: str, ok: bool | None) -> None:
+        rows.append({"target": name, "goal": goal, "measured": measured,
+                     "met": ok})
+
+    lite0 = figures.get("service", {}).get("lite0", {})
+    if "overhead_ms" in lite0:
+        over = lite0["overhead_ms"]
+        add("1. overhead beyond the model (640x480 JPEG path requests, real SDK)",
+            "median <= 2 ms, p99 <= 10 ms",
+            f"median {over['median']:.2f} ms ({over['median'] / 2:.2f}x the goal), p99 "
+            f"{over['p99']:.2f} ms ({over['p99'] / 10:.2f}x)",
+            over["median"] <= 2.0 and over["p99"] <= 10.0)
+    decode = figures.get("decode_vs_samples", {})
+    for key, goal in (("640x480", 1.0), ("1920x1080", 3.0)):
+        if key in decode:
+            ratio = decode[key]["ratio"]["median"]
+            add(f"2. decode + preprocess vs the samples at {key}", f">= {goal:.1f}x",
+                f"{ratio:.2f}x (min {decode[key]['ratio']['min']:.2f}x)", ratio >= goal)
+    for name in ("lite0", "tiny"):
+        entry = figures.get("service", {}).get(name, {})
+        if "throughput_ratio" in entry:
+            ratio = entry["throughput_ratio"]["median"]
+            add(f"3. throughput, 4 pipelined clients vs sequential loop ({name})", ">= 1.0x",
+                f"{ratio:.2f}x (min {entry['throughput_ratio']['min']:.2f}x)", ratio >= 1.0)
+    default = str(int(recipe_defaults().get("InferenceThreads", 0)))
+    load = figures.get("inference", {}).get(default)
+    if load:
+        med, p99 = load["median_ratio"]["median"], load["p99_ratio"]["median"]
+        add(f"4. inference next to a CPU hog vs quiet (InferenceThreads {default}, the default)",
+            "median <= 2x, p99 <= 3x", f"median {med:.2f}x, p99 {p99:.2f}x",
+            med <= 2.0 and p99 <= 3.0)
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The README's performance table from a results file."""
+    lines = [f"Measured by `benchmarks/run_all.py` on {describe_machine(results['machine'])}, "
+             f"{results['finished']}:", "",
+             "| figure | goal | measured | met |", "|---|---|---|---|"]
+    for row in results["targets"]:
+        met = "yes" if row["met"] else "no"
+        lines.append(f"| {row['target']} | {row['goal']} | {row['measured']} | {met} |")
+    lines += ["", "| EfficientNet-Lite0 `model.run` | quiet median | quiet p99 | next to a CPU "
+              "hog: median | p99 |", "|---|---|---|---|---|"]
+    for threads, entry in results["figures"].get("inference", {}).items():
+        lines.append(
+            f"| InferenceThreads {threads} | {entry['quiet']['median']:.1f} ms | "
+            f"{entry['quiet']['p99']:.1f} ms | {entry['hog']['median']:.1f} ms "
+            f"({entry['median_ratio']['median']:.2f}x) | {entry['hog']['p99']:.1f} ms "
+            f"({entry['p99_ratio']['median']:.2f}x) |")
+    passive = results["figures"].get("inference_2_passive", {})
+    if "quiet" in passive:
+        lines.append(
+            f"| InferenceThreads 2, `OMP_WAIT_POLICY=PASSIVE` (separate process) | "
+            f"{passive['quiet']['median']:.1f} ms | {passive['quiet']['p99']:.1f} ms | "
+            f"{passive['hog']['median']:.1f} ms ({passive['median_ratio']['median']:.2f}x) | "
+            f"{passive['hog']['p99']:.1f} ms ({passive['p99_ratio']['median']:.2f}x) |")
+    lines += ["", "| decode + preprocess | ours (median) | samples' imread + resize | ratio |",
+              "|---|---|---|---|"]
+    for key, entry in results["figures"].get("decode_vs_samples", {}).items():
+        lines.append(f"| {key} JPEG | {entry['ours_ms']['median']:.2f} ms | "
+                     f"{entry['samples_ms']['median']:.2f} ms | "
+                     f"{entry['ratio']['median']:.2f}x |")
+    service = results["figures"].get("service", {})
+    if service:
+        lines += ["", "| classifier process, 640x480 JPEGs | 4 pipelined clients | sequential "
+                  "loop, same InferenceThreads | sequential loop, all CPUs |",
+                  "|---|---|---|---|"]
+        for name, entry in service.items():
+            if "throughput_ratio" not in entry:
+                continue
+            lines.append(
+                f"| {name} | {entry['service_images_per_s']['median']:.0f} images/s | "
+                f"{entry['sequential_images_per_s']['median']:.0f} images/s "
+                f"({entry['throughput_ratio']['median']:.2f}x) | "
+                f"{entry['sequential_default_threads_images_per_s']['median']:.0f} images/s "
+                f"({entry['throughput_ratio_vs_default_threads']['median']:.2f}x) |")
+        lite0 = service.get("lite0", {})
+        if "overhead_ms" in lite0:
+            lines += ["", f"One request at a time (Lite0): round trip median "
+                      f"{lite0['round_trip_ms']['median']:.1f} ms, of which inference "
+                      f"{lite0['service_inference_ms']['median']:.1f} ms; overhead beyond the "
+                      f"model median {lite0['overhead_ms']['median']:.1f} ms, p99 "
+                      f"{lite0['overhead_ms']['p99']:.1f} ms."]
+    torch_entry = results["figures"].get("torch", {})
+    if "ratio" in torch_entry:
+        theirs, ours = torch_entry["torch_ms"]["median"], torch_entry["ours_ms"]["median"]
+        lines += ["", f"PyTorch {torch_entry['torch']} ({torch_entry['torch_threads']} "
+                  f"threads), the same network, alternating in one process: {theirs:.1f} ms "
+                  f"against {ours:.1f} ms ({torch_entry['ratio']['median']:.2f}x)."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="repetitions (>= 3)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON file to write")
+    parser.add_argument("--cache", type=Path, default=Path(".ggic/bench"),
+                        help="where the models are built (reused)")
+    parser.add_argument("--markdown", type=Path, metavar="JSON",
+                        help="print the README's table from a results file and exit")
+    parser.add_argument("--skip-service", action="store_true",
+                        help="leave out the measurements through the classifier process")
+    parser.add_argument("--passive-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.passive_child:
+        thread = ModelThread("bench-passive")
+        pipeline = pipeline_on(thread, models(args.cache)["lite0"])
+        with contextlib.redirect_stdout(sys.stderr):
+            figures = inference_under_load(pipeline, [2], max(3, args.runs))
+        print(json.dumps(figures["2"]))
+        return 0
+    if args.markdown is not None:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
+    runs = max(3, args.runs)
+    started = time.perf_counter()
+    info = machine()
+    log(f"machine: {describe_machine(info)}")
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="ggic-bench-images-") as tmp:
+        jpegs = camera_jpegs(Path(tmp))
+        model_dirs = models(args.cache)
+        main_thread = ModelThread("bench-prepare")
+        lite0 = pipeline_on(main_thread, model_dirs["lite0"])
+        log("decode + preprocess (ours: prepare) against imread + resize (samples):")
+        figures["decode_vs_samples"] = decode_vs_samples(lite0, jpegs, runs)
+        log("inference, quiet and next to one busy-loop process:")
+        figures["inference"] = inference_under_load(lite0, [1, 2], runs)
+        log("  (2 threads with OMP_WAIT_POLICY=PASSIVE, in a child process:)")
+        passive = figures["inference_2_passive"] = passive_wait_child(runs, args.cache)
+        if "quiet" in passive:
+            log(f"  Lite0 inference, 2 threads, PASSIVE: quiet median "
+                f"{passive['quiet']['median']:.2f} ms p99 {passive['quiet']['p99']:.2f}; next "
+                f"to a CPU hog median {passive['hog']['median']:.2f} ms p99 "
+                f"{passive['hog']['p99']:.2f}")
+        else:
+            log(f"  {passive.get('skipped')}")
+        figures["torch"] = torch_comparison(lite0, runs)
+        if "skipped" in figures["torch"]:
+            log(f"  PyTorch: {figures['torch']['skipped']}")
+        lite0.close()
+        main_thread.close()
+        if not args.skip_service:
+            log("the classifier process through the real SDK (recipe defaults):")
+            figures["service"] = {
+                "lite0": service_figures("lite0", model_dirs["lite0"], jpegs["640x480"], runs,
+                                         overhead_count=100),
+                "tiny": service_figures("tiny", model_dirs["tiny"], jpegs["640x480"], runs,
+                                        overhead_count=0),
+            }
+    results = {"machine": info, "loadavg_end": list(os.getloadavg()),
+               "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "seconds": time.perf_counter() - started, "runs": runs,
+               "figures": figures}
+    results["targets"] = targets(figures)
+    log("\ntargets (issue #11):")
+    for row in results["targets"]:
+        mark = "MET" if row["met"] else "NOT MET"
+        log(f"  [{mark:7}] {row['target']}: goal {row['goal']}; measured {row['measured']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    log(f"\nwrote {args.out} in {results['seconds']:.0f} s; README table: "
+        f"{sys.executable} benchmarks/run_all.py --markdown {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
