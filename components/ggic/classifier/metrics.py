@@ -48,7 +48,10 @@ STAGES = ("load", "preprocess", "inference", "total")
 class ClassifierMetrics:
     """Thread-safe counters and latency windows; :meth:`take` reads and resets an interval."""
 
-    def __init__(self, queue_depth: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, queue_depth: Callable[[], int] = lambda: 0, ipc: Any = None,
+                 config: Callable[[], Any] | None = None) -> None:
+        """``ipc`` and ``config`` (a callable: the configuration in force): :attr:`publisher`
+        publishes these metrics following its MetricsInterval, MetricsTopic, MetricsNamespace."""
         self._queue_depth = queue_depth
         self._lock = threading.Lock()
         self._requests: Counter[str] = Counter()
@@ -60,6 +63,10 @@ class ClassifierMetrics:
         self.model = ""
         #: Since start, never reset (for logs and the demo).
         self.totals: Counter[str] = Counter()
+        self.publisher = MetricsPublisher(
+            ipc.publish if ipc is not None else (lambda _topic, _message: None), self.take,
+            lambda: MetricsSettings.of(config()) if config is not None
+            else MetricsSettings(0, "cloudwatch/metric/put", "ggic"))
 
     def record_result(self, result: ClassificationResult) -> None:
         depth = self._queue_depth()
@@ -86,11 +93,6 @@ class ClassifierMetrics:
             self._load_ms = milliseconds
             self.model = str(summary.get("name", "?"))
             self.totals["model_loads"] += 1
-
-    def publisher(self, ipc: Any, config: Callable[[], Any]) -> MetricsPublisher:
-        """A publisher of these metrics over ``ipc``, following ``config()``'s MetricsInterval,
-        MetricsTopic and MetricsNamespace (read at each interval: updates apply live)."""
-        return MetricsPublisher(ipc.publish, self.take, lambda: MetricsSettings.of(config()))
 
     def take(self) -> list[Metric]:
         """This interval's metrics; the counters start again from zero."""

@@ -147,8 +147,7 @@ class ClassifierService:
             "refused %d request(s) in %.1f s; the latest: %s", logger=log)
         self._failed_log = RateLimitedCounter(
             "%d request(s) failed in %.1f s; the latest: %s", logger=log)
-        self.metrics = ClassifierMetrics(self._work.qsize)  # metrics (issue 12)
-        self._metrics_publisher = self.metrics.publisher(ipc, lambda: self.config)  # issue 12
+        self.metrics = ClassifierMetrics(self._work.qsize, ipc, lambda: self.config)  # issue 12
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -430,7 +429,7 @@ class ClassifierService:
         self._subscribe_config()
         self._inference_threads = self.config.inference_threads  # restart-only, like Workers
         self._start_threads()
-        self._metrics_publisher.start()  # metrics (issue 12)
+        self.metrics.publisher.start()  # metrics (issue 12)
         loaded = self._load_model()
         self._accepting.set()
         self._subscribe_requests()
@@ -511,7 +510,6 @@ class ClassifierService:
                       "component (%d requests delivered, %d answered)", self.delivered,
                       self.answered)
             self._stop_threads(0.5)
-            self._metrics_publisher.stop(flush=False)  # metrics (issue 12): nowhere to publish
             return
         log.info("stopping: no new requests; answering the ones delivered")
         for sub in (self._request_sub, self._config_sub):
@@ -538,7 +536,7 @@ class ClassifierService:
             log.error("stopped with %d requests unanswered after %.1f s", self._pending,
                       time.monotonic() - started)
         self._stop_threads(0.3)
-        self._metrics_publisher.stop()  # metrics (issue 12): publishes the last interval
+        self.metrics.publisher.stop()  # metrics (issue 12): publishes the last interval
         for counter in (self._busy_log, self._refused_log, self._failed_log):
             counter.flush()  # the counts since their last line
         log.info("stopped after answering %d requests: %d delivered, %d answered, %d "
