@@ -13,7 +13,7 @@ from ggic.classifier.backends.base import ModelLoadError
 from ggic.classifier.backends.dlr import DlrBackend
 from ggic.classifier.backends.onnx import OnnxBackend
 from ggic.classifier.backends.registry import BACKEND_CHOICES, backend_class, choose_backend
-from ggic.classifier.service import default_model_loader
+from ggic.classifier.model_loader import default_model_loader
 from ggic.config import ClassifierConfig, ConfigError, config_from_mapping
 from ggic.modelgen.onnx_export import write_modelstore_like_onnx
 from ggic.modelgen.testnets import write_modelstore_like

@@ -54,6 +54,7 @@ def test_ggic_demo_classifies_every_photo_and_stops_everything(
     root = workdir / "root"
     assert f"logs: {root / 'logs' / 'greengrass.log'}, " in out  # tmp: not under the cwd
     assert "stopped the local runtime" in out
+    assert "requests ok 5, requests error 0, model loads 1" in out  # its metrics (issue 12)
     assert not (root / "cli.token").exists() and not (root / "ipc.socket").exists()
     runtime_log = (root / "logs" / "greengrass.log").read_text()
     assert "com.custom.ImageClassifier: RUNNING -> STOPPING" in runtime_log

@@ -243,6 +243,39 @@ def describe_settings(cls: type) -> list[tuple[str, Any, str]]:
     return out
 
 
+# --- streams and metrics (issue 12): checks for the keys appended below ----------------------
+
+
+def optional_topic_name(value: str) -> None:
+    """Empty (off) or a topic name without wildcards."""
+    if value:
+        topic_name(value)
+
+
+def metrics_namespace(value: str) -> None:
+    """A CloudWatch namespace the aws.greengrass.Cloudwatch component accepts."""
+    if not value or len(value) > 255 or value.startswith((":", "AWS/")):
+        raise ValueError(f"must be 1-255 characters, not starting with ':' or 'AWS/', got "
+                         f"{value!r}")
+
+
+def one_of(*choices: str) -> Callable[[str], None]:
+    def check(value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+
+    return check
+
+
+def lower_str(value: Any) -> str:
+    return as_str(value).strip().lower()
+
+
+def stream_name(value: str) -> None:
+    if not value or len(value) > 40 or not all(c.isalnum() or c in "._" for c in value):
+        raise ValueError(f"must be 1-40 letters, digits, '.' or '_', got {value!r}")
+
+
 # --- the components' configurations ---------------------------------------------------------
 
 
@@ -347,6 +380,25 @@ class ClassifierConfig:
         "IoTCoreTopic", "ml/dlr/image-classification", as_str, topic_name,
         doc="IoT Core topic for results when PublishToIoTCore is true.",
     )
+    update_deferral_timeout: float = setting(
+        "UpdateDeferralTimeout", 30.0, as_float, in_range(0.0, 3600.0),
+        doc="Seconds a deployment that would stop the classifier is deferred "
+        "(DeferComponentUpdate) "
+        "while requests it accepted are still unanswered; 0: never deferred.",
+    )
+    metrics_interval: float = setting(
+        "MetricsInterval", 0.0, as_float, in_range(0.0, 24 * 3600),
+        doc="Seconds between metric publications to MetricsTopic (aws.greengrass.Cloudwatch's "
+        "input format); 0: off (the recipe sets 60).",
+    )
+    metrics_topic: str = setting(
+        "MetricsTopic", "cloudwatch/metric/put", as_str, topic_name,
+        doc="Local topic the aws.greengrass.Cloudwatch component takes metrics from.",
+    )
+    metrics_namespace: str = setting(
+        "MetricsNamespace", "ggic", as_str, metrics_namespace,
+        doc="CloudWatch namespace of the metrics.",
+    )
 
 
 @dataclass(frozen=True)
@@ -381,4 +433,82 @@ class RequesterConfig:
     score_threshold: float | None = setting(
         "ScoreThreshold", None, optional(as_float), in_range(0.0, 1.0),
         doc="Per-request threshold (empty: the classifier's ScoreThreshold).",
+    )
+    source: str = setting(
+        "Source", "", as_str,
+        doc="Empty: the images in ImageDirectory. Otherwise a camera or stream, classified "
+        "frame by frame: a device (/dev/video0, or an index such as 0), a URL (rtsp://, "
+        "http:// MJPEG) or a video file.",
+    )
+    max_fps: float = setting(
+        "MaxFps", 0.0, as_float, in_range(0.0, 1000.0),
+        doc="Stream: take at most this many frames per second (0: every frame).",
+    )
+    capture_width: int = setting(
+        "CaptureWidth", 0, as_int, in_range(0, 10000),
+        doc="Stream: frame width to ask a device for (0: its default).",
+    )
+    capture_height: int = setting(
+        "CaptureHeight", 0, as_int, in_range(0, 10000),
+        doc="Stream: frame height to ask a device for (0: its default).",
+    )
+    max_in_flight: int = setting(
+        "MaxInFlight", 1, as_int, in_range(1, 64),
+        doc="Stream: requests outstanding at once; frames captured meanwhile are dropped "
+        "(counted), never queued.",
+    )
+    frame_transport: str = setting(
+        "FrameTransport", "file", lower_str, one_of("file", "inline"),
+        doc="Stream: how frames travel: file (a ring of frame files in FrameDirectory) or "
+        "inline (image_b64 in the request).",
+    )
+    frame_format: str = setting(
+        "FrameFormat", "bmp", lower_str, one_of("bmp", "jpeg"),
+        doc="Stream: frame encoding: bmp (no compression: no encoding or decoding work) or "
+        "jpeg (smaller).",
+    )
+    frame_directory: str = setting(
+        "FrameDirectory", "/tmp/images/frames", as_str,
+        doc="Stream, FrameTransport file: where the frame ring lives; must be inside the "
+        "classifier's AllowedImageDirs; best a tmpfs.",
+    )
+    video_real_time: bool = setting(
+        "VideoRealTime", True, as_bool,
+        doc="Video file: play it at its own frame rate like a camera (frames dropped while "
+        "busy); false: classify every frame as fast as results come.",
+    )
+    loop_video: bool = setting(
+        "LoopVideo", False, as_bool,
+        doc="Video file: start again at its end (false: the component finishes).",
+    )
+    reconnect_max_delay: float = setting(
+        "ReconnectMaxDelay", 10.0, as_float, in_range(0.1, 3600),
+        doc="Stream: longest wait between attempts to reopen a lost camera or stream.",
+    )
+    stream_name: str = setting(
+        "StreamName", "cam", as_str, stream_name,
+        doc="Stream: request ids are <StreamName>-<frame>-<capture ms>; give each camera "
+        "its own.",
+    )
+    changes_topic: str = setting(
+        "ChangesTopic", "", as_str, optional_topic_name,
+        doc="Stream: publish only changes (top-1 label, or its score crossing "
+        "ChangeThreshold) to this local topic (empty: off; needs an accessControl policy).",
+    )
+    change_threshold: float = setting(
+        "ChangeThreshold", 0.5, as_float, in_range(0.0, 1.0),
+        doc="Stream: the score the top-1 label must reach to count as present.",
+    )
+    metrics_interval: float = setting(
+        "MetricsInterval", 0.0, as_float, in_range(0.0, 24 * 3600),
+        doc="Stream: seconds between metric publications to MetricsTopic; 0: off (the recipe "
+        "sets 60).",
+    )
+    metrics_topic: str = setting(
+        "MetricsTopic", "cloudwatch/metric/put", as_str, topic_name,
+        doc="Local topic the aws.greengrass.Cloudwatch component takes metrics from.",
+    )
+    metrics_namespace: str = setting(
+        "MetricsNamespace", "ggic", as_str, metrics_namespace,
+        doc="CloudWatch namespace of the metrics.",
     )

@@ -302,12 +302,15 @@ def _run_components(inputs: DemoInputs, timeout: float, started: float,
                                deployment_timeout=timeout)
     runtime = LocalRuntime(root, settings)
     traffic = Traffic()
+    from .demo_metrics import METRICS_TOPIC, MetricsCollector  # metrics (issue 12)
+    metrics = MetricsCollector()  # metrics (issue 12)
     classifier_log, requester_log = runtime.log_path(CLASSIFIER), runtime.log_path(REQUESTER)
     say(f"  runtime {_relative(root)}")
     try:
         runtime.start()
         runtime.subscribe(REQUEST_TOPIC, traffic.on_request)
         runtime.subscribe(RESULT_TOPIC, traffic.on_result)
+        runtime.subscribe(METRICS_TOPIC, metrics.on_message)  # metrics (issue 12)
 
         def deploy(name: str, configuration: Mapping[str, Any]) -> None:
             request = DeploymentRequest(
@@ -329,7 +332,7 @@ def _run_components(inputs: DemoInputs, timeout: float, started: float,
         deploy(CLASSIFIER, {
             "ModelDir": str(inputs.model_dir), "ModelProfile": MODEL_PROFILE,
             "AllowedImageDirs": [str(inputs.images_dir)], "TopK": str(TOP_K),
-            "ScoreThreshold": "0"})
+            "ScoreThreshold": "0", "MetricsInterval": "60"})
         if not runtime.wait_for_report(CLASSIFIER, "RUNNING", timeout):
             state = runtime.state(CLASSIFIER)
             if state == State.BROKEN:
@@ -375,6 +378,10 @@ def _run_components(inputs: DemoInputs, timeout: float, started: float,
     finally:
         runtime.close()
         say("stopped the local runtime and its components")
+        # metrics (issue 12): the classifier publishes its last interval when it stops
+        say(f"{CLASSIFIER} metrics on {METRICS_TOPIC} (aws.greengrass.Cloudwatch's format):")
+        for line in metrics.summary(CLASSIFIER):
+            say(f"  {line}")
 
 
 # --- command line ------------------------------------------------------------------------------

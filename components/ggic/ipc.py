@@ -3,8 +3,9 @@
 The components talk to IPC only through :class:`IpcClient`, so unit tests can hand them a
 double and integration tests the real client over a real socket.
 
-Callbacks given to :meth:`IpcClient.subscribe` and :meth:`IpcClient.subscribe_configuration`
-run on one callback thread (:class:`~ggic.ipc_callbacks.CallbackRunner`), in arrival order.
+Callbacks given to :meth:`IpcClient.subscribe`, :meth:`IpcClient.subscribe_configuration` and
+the deployment-time subscriptions (configuration validation, component updates) run on one
+callback thread (:class:`~ggic.ipc_callbacks.CallbackRunner`), in arrival order.
 They must not block and must not make IPC calls (a synchronous IPC call from a callback can
 deadlock the client): hand the work to a queue.
 
@@ -337,6 +338,73 @@ class IpcClient:
                 key_path=list(key_path), **stream),
             on_event, None, on_closed)
         return subscription
+
+    # --- deployment-time conversations ---------------------------------------------------------
+
+    def subscribe_validate_configuration(
+        self, on_validate: Callable[[Mapping[str, Any], str], None],
+        on_closed: Callable[[], None] | None = None,
+    ) -> Subscription:
+        """``on_validate(configuration, deployment_id)`` when a deployment proposes a new
+        configuration for this component; answer with :meth:`send_configuration_validity_report`
+        (not from the callback: hand it to a queue). ``on_closed`` as for :meth:`subscribe`."""
+        subscription = Subscription("subscription to configuration validation")
+
+        def on_event(event: Any) -> None:
+            update = event.validate_configuration_update_event
+            if update is not None:
+                configuration = update.configuration
+                on_validate(dict(configuration) if isinstance(configuration, Mapping) else {},
+                            str(update.deployment_id))
+
+        subscription._operation = self._subscribe_stream(
+            subscription, lambda stream: self._client.subscribe_to_validate_configuration_updates(
+                **stream), on_event, None, on_closed)
+        return subscription
+
+    def send_configuration_validity_report(self, deployment_id: str, accepted: bool,
+                                           message: str | None = None) -> None:
+        """Answer a validation request: ACCEPTED, or REJECTED with ``message`` (the reason the
+        deployment fails with)."""
+        from awsiot.greengrasscoreipc.model import ConfigurationValidityReport
+
+        try:
+            self._client.send_configuration_validity_report(
+                configuration_validity_report=ConfigurationValidityReport(
+                    status="ACCEPTED" if accepted else "REJECTED",
+                    deployment_id=deployment_id, message=message))
+        except Exception as exc:
+            raise ipc_error_of(exc) from exc
+
+    def subscribe_component_updates(
+        self, on_pre_update: Callable[[str], None],
+        on_post_update: Callable[[str], None] | None = None,
+        on_closed: Callable[[], None] | None = None,
+    ) -> Subscription:
+        """``on_pre_update(deployment_id)`` before a deployment disrupts components (answer it
+        with :meth:`defer_component_update`, not from the callback), ``on_post_update`` after."""
+        subscription = Subscription("subscription to component updates")
+
+        def on_event(event: Any) -> None:
+            if event.pre_update_event is not None:
+                on_pre_update(str(event.pre_update_event.deployment_id))
+            elif event.post_update_event is not None and on_post_update is not None:
+                on_post_update(str(event.post_update_event.deployment_id))
+
+        subscription._operation = self._subscribe_stream(
+            subscription, lambda stream: self._client.subscribe_to_component_updates(**stream),
+            on_event, None, on_closed)
+        return subscription
+
+    def defer_component_update(self, deployment_id: str, recheck_after_ms: int,
+                               message: str | None = None) -> None:
+        """Ask the nucleus to wait ``recheck_after_ms`` and ask again; 0 lets the update go."""
+        try:
+            self._client.defer_component_update(
+                deployment_id=deployment_id, recheck_after_ms=int(recheck_after_ms),
+                message=message)
+        except Exception as exc:
+            raise ipc_error_of(exc) from exc
 
     # --- lifecycle ---------------------------------------------------------------------------
 

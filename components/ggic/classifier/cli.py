@@ -14,7 +14,8 @@ from ..messages import ClassificationError, ImageSource, SourceKind
 from ..runtime_support import install_stop_signals
 from .inputs import InputLimits
 from .model import ModelLoadError
-from .service import default_model_loader, run_classifier
+from .model_loader import default_model_loader
+from .service import run_classifier
 
 log = logging.getLogger(__name__)
 

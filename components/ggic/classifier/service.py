@@ -26,7 +26,6 @@ answer; all within STOP_BUDGET_S."""
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -56,18 +55,19 @@ from ..messages import (
 )
 from ..rate_limited_log import RateLimitedCounter
 from .control import Control, Reopening
+from .deployment_hooks import DeploymentHooks
 from .inference_threads import RUNTIME_DEFAULT
 from .inputs import InputLimits
-from .model import ModelLoadError, load_model
+from .metrics import ClassifierMetrics
+from .model import ModelLoadError
+from .model_loader import ModelLoader, default_model_loader
 from .pipeline import ClassificationPipeline, result_timing
-from .profiles import resolve_profile
 from .publisher import Outgoing, Publisher
 from .stages import STOP, Job, Prepared, ReadyItem, Stop, WarmUp, WorkItem
 from .topic_policy import publish_resources, topic_allowed
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_DIR_ENV = "GGIC_DEFAULT_MODEL_DIR"
 MODEL_KEYS = ("ModelDir", "ModelProfile", "LabelsPath", "Backend")
 #: How long a stopping service goes on classifying the requests it accepted; then what is still
 #: queued is answered UNAVAILABLE.
@@ -90,21 +90,6 @@ SHUTTING_DOWN_MESSAGE = "the classifier is shutting down; send it again when it 
 UNAVAILABLE_MESSAGE = ("the classifier stopped before it could classify this request; send it "
                        "again when it runs")
 
-ModelLoader = Callable[[ClassifierConfig], ClassificationPipeline]
-
-
-def default_model_loader(config: ClassifierConfig) -> ClassificationPipeline:
-    """Load the model the configuration names (ModelDir empty: $GGIC_DEFAULT_MODEL_DIR, which
-    the recipe sets to the ModelStore model copied for this platform). Not warmed up: the
-    service does that on its inference thread."""
-    model_dir = config.model_dir or os.environ.get(DEFAULT_MODEL_DIR_ENV, "")
-    return ClassificationPipeline(load_model(
-        model_dir, resolve_profile(config.model_profile), config.labels_path,
-        backend=config.backend, warm_up=False))
-
-
-
-
 class ClassifierService:
     def __init__(
         self,
@@ -125,7 +110,7 @@ class ClassifierService:
         self._work: queue.Queue[WorkItem] = queue.Queue()
         self._ready: queue.Queue[ReadyItem] = queue.Queue()
         self._publisher = Publisher(ipc, self._answered)
-        self._control: queue.Queue[Control] = queue.Queue()
+        self._control: queue.Queue[Any] = queue.Queue()  # Control, deployment_hooks events
         self._stop = threading.Event()
         self._accepting = threading.Event()
         self._drain_deadline: float | None = None
@@ -135,6 +120,8 @@ class ClassifierService:
         self._request_sub: Subscription | None = None
         self._config_sub: Subscription | None = None
         self._reopening = Reopening(*RESUBSCRIBE_BACKOFF_S)
+        self._hooks = DeploymentHooks(ipc, self.overrides, lambda: self._pending,
+                                      lambda: self.config, self._control.put)
         self.connection_lost = False
         self._delivery_closed = False  # the owed limit no longer holds callbacks back
         self.delivered = 0
@@ -146,6 +133,7 @@ class ClassifierService:
             "refused %d request(s) in %.1f s; the latest: %s", logger=log)
         self._failed_log = RateLimitedCounter(
             "%d request(s) failed in %.1f s; the latest: %s", logger=log)
+        self.metrics = ClassifierMetrics(self._work.qsize, ipc, lambda: self.config)
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -198,6 +186,7 @@ class ClassifierService:
         """Load and warm up the configured model; it replaces the current one only once it is
         ready. If it can't load and no model serves yet: ERRORED (requests get MODEL_ERROR);
         if one serves already, it keeps serving and the failure is only logged."""
+        load_started = time.perf_counter()
         current = self.pipeline
         current_name = current.info.summary().get("name", "?") if current is not None else ""
         try:
@@ -216,6 +205,7 @@ class ClassifierService:
         if current is not None:
             log.info("the new model takes over from %s", current_name)
         self.pipeline = pipeline
+        self.metrics.record_model_load(load_started, pipeline.info.summary())
         self.model_error = None
         if current is not None:  # at start-up, RUNNING waits for the request subscription
             self._report_state("RUNNING")
@@ -384,6 +374,7 @@ class ClassifierService:
         must not wait for room in the outbox (see :mod:`.publisher`)."""
         config = self.config
         iot_topic = config.iot_core_topic if config.publish_to_iot_core else None
+        self.metrics.record_result(result)
         item = Outgoing(topic, result, iot_topic)
         if refusal:
             self._publisher.outbox.put_refusal(item)
@@ -422,8 +413,10 @@ class ClassifierService:
         self._work.maxsize = self.config.queue_size
         self._ready.maxsize = self.config.workers + 1
         self._subscribe_config()
+        self._hooks.subscribe()  # deployment-time validation and update deferral
         self._inference_threads = self.config.inference_threads  # restart-only, like Workers
         self._start_threads()
+        self.metrics.publisher.start()
         loaded = self._load_model()
         self._accepting.set()
         self._subscribe_requests()
@@ -472,6 +465,7 @@ class ClassifierService:
             self._resubscribe(which)
         if Control.CONFIG in events:
             self.apply_config_update()
+        self._hooks.handle(events)
 
     def _resubscribe(self, which: Control) -> None:
         try:
@@ -506,7 +500,7 @@ class ClassifierService:
             self._stop_threads(0.5)
             return
         log.info("stopping: no new requests; answering the ones delivered")
-        for sub in (self._request_sub, self._config_sub):
+        for sub in (self._request_sub, self._config_sub, *self._hooks.subscriptions):
             if sub is not None:
                 sub.close(timeout=0.5)
         # what the SDK received before the unsubscribe is delivered now (answered UNAVAILABLE)
@@ -530,6 +524,7 @@ class ClassifierService:
             log.error("stopped with %d requests unanswered after %.1f s", self._pending,
                       time.monotonic() - started)
         self._stop_threads(0.3)
+        self.metrics.publisher.stop()  # publishes the last interval
         for counter in (self._busy_log, self._refused_log, self._failed_log):
             counter.flush()  # the counts since their last line
         log.info("stopped after answering %d requests: %d delivered, %d answered, %d "

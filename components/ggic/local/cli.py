@@ -69,6 +69,8 @@ def add_local_parser(subparsers: argparse._SubParsersAction) -> None:
         "get-debug-password", parents=[root], help="a username and password as greengrass-cli "
         "gets them for the local debug console (there is none here)")
     password.set_defaults(handler=run_get_debug_password)
+    from .cloudwatch_stand_in import add_metrics_parser  # issue 12
+    add_metrics_parser(commands, root)  # issue 12: `ggic local metrics`
     parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
 
 
@@ -284,6 +286,8 @@ def _add_stand_in(commands: argparse._SubParsersAction) -> None:
     modelstore.add_argument("--arch", default=None, choices=["x86_64", "aarch64", "armv7l"],
                             help="the architecture the model is for (default: this machine's)")
     modelstore.set_defaults(handler=run_stand_in_modelstore)
+    from .cloudwatch_stand_in import add_stand_in_parser  # issue 12
+    add_stand_in_parser(sub)  # issue 12: `ggic local stand-in cloudwatch`
     parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
 
 

@@ -65,8 +65,25 @@ def run_requester_command(args: argparse.Namespace) -> int:
                         "problem": outcome.problem}
                     print(json.dumps({"image": str(outcome.image), **record}), flush=True)
             return 0 if outcomes and all(o.ok for o in outcomes) else 1
+        if service.config.source:  # a camera, stream or video file (issue 12)
+            return _serve_stream(ipc, service)
         install_stop_signals(service.stop)
         service.serve()
         return 0
     finally:
         ipc.close()
+
+
+def _serve_stream(ipc: object, service: object) -> int:
+    """The requester on a camera, stream or video file: see requester/stream.py."""
+    from .stream import StreamService
+
+    service.close()  # type: ignore[attr-defined]  # the folder requester's subscriptions
+    try:
+        stream = StreamService(ipc, service.read_config,  # type: ignore[attr-defined,arg-type]
+                               use_ipc_config=service.use_ipc_config)  # type: ignore[attr-defined]
+    except (ConfigError, OSError) as exc:
+        log.error("cannot classify the stream: %s", exc)
+        return 2
+    install_stop_signals(stream.stop)
+    return stream.serve()
