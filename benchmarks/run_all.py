@@ -18,8 +18,14 @@ issue #11 with the measured ratio next to each, and writes everything to a JSON 
 3. throughput of the classifier process with 4 pipelined SDK clients against a sequential loop
    in this process over the same images (read, decode, preprocess, ``model.run``), on
    EfficientNet-Lite0 and on a tiny model, both with the recipe's InferenceThreads;
-4. EfficientNet-Lite0 inference (``model.run``) with 1 and 2 threads, on a quiet machine and next
-   to one busy-loop process; and PyTorch's time for the same network where torch is installed.
+4. EfficientNet-Lite0 inference (``model.run``) with 1 and 2 threads (and 2 with
+   ``OMP_WAIT_POLICY=PASSIVE``), on a quiet machine and next to one busy-loop process; and
+   PyTorch's time for the same network where torch is installed.
+
+Inference thread settings are compared as the classifier runs them: one process per setting,
+one model thread in it (``perf_isolated.py``: two OpenMP pools in one process slow a 2-thread
+team to about the 1-thread time), the processes' blocks alternating and repeated; the
+"sequential loop" figures of 3 are measured the same way.
 
 Run it on an otherwise idle machine: where other jobs keep every CPU busy, "quiet" only means
 "without our hog", and the kernel's per-thread CPU shares favour whatever runs more threads
@@ -30,11 +36,9 @@ about the other jobs than about the classifier.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +48,7 @@ from typing import Any
 import cv2
 import numpy as np
 from perf_common import CpuHog, ModelThread, describe_machine, machine, median_of_runs, stats
+from perf_isolated import InferenceProcess
 from perf_service import ClassifierUnderTest, overhead_ms, pipelined_images_per_s, recipe_defaults
 
 from ggic.classifier.inference_threads import apply_inference_threads
@@ -142,52 +147,45 @@ def decode_vs_samples(pipeline: ClassificationPipeline, jpegs: dict[str, list[Pa
 # --- 4. inference, quiet and next to a CPU hog ------------------------------------------------
 
 
-def time_runs(pipeline: ClassificationPipeline, count: int, budget_s: float) -> list[float]:
-    x = np.zeros(pipeline.model.input_shape, dtype=np.float32)
-    times = []
-    deadline = time.perf_counter() + budget_s
-    while len(times) < count and (len(times) < 5 or time.perf_counter() < deadline):
-        started = time.perf_counter()
-        pipeline.model.run(x)
-        times.append((time.perf_counter() - started) * 1000.0)
-    return times
-
-
-def inference_under_load(pipeline: ClassificationPipeline, threads_settings: list[int],
-                         runs: int, count: int = 60) -> dict[str, Any]:
-    workers = {t: ModelThread(f"bench-inference-{t}", lambda t=t: apply_inference_threads(t))
-               for t in threads_settings}
+def inference_under_load(model_dir: Path, runs: int, count: int = 60) -> dict[str, Any]:
+    """Lite0 ``model.run`` with InferenceThreads 1, 2 and 2 with ``OMP_WAIT_POLICY=PASSIVE``,
+    each in its own process (perf_isolated.py says why), blocks alternating between them, quiet
+    and next to one busy-loop process; the 2-thread PASSIVE entry is ``"2-passive"``."""
+    settings = {"1": (1, {}), "2": (2, {}), "2-passive": (2, {"OMP_WAIT_POLICY": "PASSIVE"})}
+    children: dict[str, InferenceProcess] = {}
     hog = CpuHog()
-    samples: dict[tuple[int, str], list[float]] = {}
-    per_run: dict[tuple[int, str], list[dict[str, float]]] = {}
+    samples: dict[tuple[str, str], list[float]] = {}
+    per_run: dict[tuple[str, str], list[dict[str, float]]] = {}
     try:
-        for worker in workers.values():
-            worker.call(lambda: time_runs(pipeline, 5, 1.0))  # warm each thread's pool
-        for _run in range(runs):
+        for label, (threads, env) in settings.items():
+            children[label] = InferenceProcess(threads, model_dir, env=env)
+        for run in range(runs):
+            order = list(children.items())
+            order = order if run % 2 == 0 else order[::-1]
             for state in ("quiet", "hog"):
                 (hog.busy if state == "hog" else hog.quiet)()
                 time.sleep(0.05)
-                for threads, worker in workers.items():
-                    times = worker.call(lambda: time_runs(pipeline, count, 3.0))
-                    samples.setdefault((threads, state), []).extend(times)
-                    per_run.setdefault((threads, state), []).append(stats(times))
+                for label, child in order:
+                    times = child.run_ms(count, 3.0)
+                    samples.setdefault((label, state), []).extend(times)
+                    per_run.setdefault((label, state), []).append(stats(times))
             hog.quiet()
     finally:
         hog.close()
-        for worker in workers.values():
-            worker.close()
+        for child in children.values():
+            child.close()
     out: dict[str, Any] = {}
-    for threads in threads_settings:
-        quiet, busy = per_run[(threads, "quiet")], per_run[(threads, "hog")]
+    for label in settings:
+        quiet, busy = per_run[(label, "quiet")], per_run[(label, "hog")]
         entry = {
-            "quiet": stats(samples[(threads, "quiet")]),
-            "hog": stats(samples[(threads, "hog")]),
+            "quiet": stats(samples[(label, "quiet")]),
+            "hog": stats(samples[(label, "hog")]),
             "median_ratio": median_of_runs([b["median"] / q["median"]
                                             for q, b in zip(quiet, busy)]),
             "p99_ratio": median_of_runs([b["p99"] / q["p99"] for q, b in zip(quiet, busy)]),
         }
-        out[str(threads)] = entry
-        log(f"  Lite0 inference, {threads} thread(s): quiet median "
+        out[label] = entry
+        log(f"  Lite0 inference, InferenceThreads {label} (own process): quiet median "
             f"{entry['quiet']['median']:.2f} ms p99 {entry['quiet']['p99']:.2f}; next to a "
             f"CPU hog median {entry['hog']['median']:.2f} ms p99 {entry['hog']['p99']:.2f} "
             f"({entry['median_ratio']['median']:.2f}x / {entry['p99_ratio']['median']:.2f}x)")
@@ -199,17 +197,6 @@ def run_torch(net: Any, x: Any) -> Any:
 
     with torch.inference_mode():
         return net(x)
-
-
-def passive_wait_child(runs: int, cache: Path) -> dict[str, Any]:
-    """2 threads with OMP_WAIT_POLICY=PASSIVE (read when libgomp loads: a child process)."""
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    done = subprocess.run([sys.executable, __file__, "--passive-child", "--runs", str(runs),
-                           "--cache", str(cache)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    if done.returncode != 0:
-        return {"skipped": f"the child failed: {done.stderr[-500:]}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def torch_comparison(pipeline: ClassificationPipeline, runs: int) -> dict[str, Any]:
@@ -250,29 +237,13 @@ def torch_comparison(pipeline: ClassificationPipeline, runs: int) -> dict[str, A
 # --- 1 and 3. the classifier process through the SDK ------------------------------------------
 
 
-def sequential_images_per_s(worker: ModelThread, pipeline: ClassificationPipeline,
-                            images: list[Path], count: int, budget_s: float = 8.0) -> float:
-    """Images per second of a loop classifying ``count`` images (fewer if it takes longer
-    than ``budget_s``: the rate is what matters) on ``worker``'s thread."""
-    def loop() -> float:
-        started = time.perf_counter()
-        done = 0
-        while done < count and (done < 3 or time.perf_counter() - started < budget_s):
-            pipeline.classify(path_source(images[done % len(images)]), LIMITS, 5, 0.0)
-            done += 1
-        return done / (time.perf_counter() - started)
-
-    return worker.call(loop)
-
-
 def service_figures(name: str, model_dir: Path, images: list[Path], runs: int,
                     overhead_count: int) -> dict[str, Any]:
     threads = int(recipe_defaults().get("InferenceThreads", 0))
-    worker = ModelThread(f"bench-sequential-{name}", lambda: apply_inference_threads(threads))
-    pipeline = pipeline_on(worker, model_dir)
-    # for comparison only: the same loop with the runtimes' default threads (all CPUs)
-    all_cpus = ModelThread(f"bench-sequential-{name}-default", lambda: apply_inference_threads(0))
-    all_cpus.call(pipeline.warm_up)
+    # each sequential loop in its own process, one model thread, as the classifier runs it;
+    # "all CPUs" (the runtimes' default threads) for comparison only
+    loop = InferenceProcess(threads, model_dir, images[0].parent)
+    all_cpus = InferenceProcess(0, model_dir, images[0].parent)
     service = ClassifierUnderTest(model_dir, images[0].parent, clients=4)
     out: dict[str, Any] = {"inference_threads": threads}
     try:
@@ -286,14 +257,12 @@ def service_figures(name: str, model_dir: Path, images: list[Path], runs: int,
                 f"{out['service_inference_ms']['median']:.2f}; overhead median "
                 f"{out['overhead_ms']['median']:.2f} ms p99 {out['overhead_ms']['p99']:.2f}")
         per_client = 20 if name == "lite0" else 40
-        sequential_images_per_s(worker, pipeline, images, 10)  # warm the caches
         pipelined_images_per_s(service, images, 3)
         service_rates, loop_rates, default_rates, ratios, default_ratios = [], [], [], [], []
         for _run in range(runs):
             service_rates.append(pipelined_images_per_s(service, images, per_client))
-            loop_rates.append(sequential_images_per_s(worker, pipeline, images, 4 * per_client))
-            default_rates.append(sequential_images_per_s(all_cpus, pipeline, images,
-                                                         4 * per_client))
+            loop_rates.append(loop.classify_per_s(4 * per_client))
+            default_rates.append(all_cpus.classify_per_s(4 * per_client))
             ratios.append(service_rates[-1] / loop_rates[-1])
             default_ratios.append(service_rates[-1] / default_rates[-1])
         out["service_images_per_s"] = median_of_runs(service_rates)
@@ -307,9 +276,8 @@ def service_figures(name: str, model_dir: Path, images: list[Path], runs: int,
             f"{statistics.median(default_rates):.1f}: {statistics.median(default_ratios):.2f}x")
     finally:
         service.close()
-        worker.close()
+        loop.close()
         all_cpus.close()
-        pipeline.close()
     return out
 
 
@@ -372,7 +340,7 @@ def markdown(results: dict[str, Any]) -> str:
     passive = results["figures"].get("inference_2_passive", {})
     if "quiet" in passive:
         lines.append(
-            f"| InferenceThreads 2, `OMP_WAIT_POLICY=PASSIVE` (separate process) | "
+            f"| InferenceThreads 2, `OMP_WAIT_POLICY=PASSIVE` | "
             f"{passive['quiet']['median']:.1f} ms | {passive['quiet']['p99']:.1f} ms | "
             f"{passive['hog']['median']:.1f} ms ({passive['median_ratio']['median']:.2f}x) | "
             f"{passive['hog']['p99']:.1f} ms ({passive['p99_ratio']['median']:.2f}x) |")
@@ -422,15 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the README's table from a results file and exit")
     parser.add_argument("--skip-service", action="store_true",
                         help="leave out the measurements through the classifier process")
-    parser.add_argument("--passive-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.passive_child:
-        thread = ModelThread("bench-passive")
-        pipeline = pipeline_on(thread, models(args.cache)["lite0"])
-        with contextlib.redirect_stdout(sys.stderr):
-            figures = inference_under_load(pipeline, [2], max(3, args.runs))
-        print(json.dumps(figures["2"]))
-        return 0
     if args.markdown is not None:
         print(markdown(json.loads(args.markdown.read_text())))
         return 0
@@ -442,21 +402,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ggic-bench-images-") as tmp:
         jpegs = camera_jpegs(Path(tmp))
         model_dirs = models(args.cache)
-        main_thread = ModelThread("bench-prepare")
+        main_thread = ModelThread("bench-prepare", lambda: apply_inference_threads(1))
         lite0 = pipeline_on(main_thread, model_dirs["lite0"])
         log("decode + preprocess (ours: prepare) against imread + resize (samples):")
         figures["decode_vs_samples"] = decode_vs_samples(lite0, jpegs, runs)
-        log("inference, quiet and next to one busy-loop process:")
-        figures["inference"] = inference_under_load(lite0, [1, 2], runs)
-        log("  (2 threads with OMP_WAIT_POLICY=PASSIVE, in a child process:)")
-        passive = figures["inference_2_passive"] = passive_wait_child(runs, args.cache)
-        if "quiet" in passive:
-            log(f"  Lite0 inference, 2 threads, PASSIVE: quiet median "
-                f"{passive['quiet']['median']:.2f} ms p99 {passive['quiet']['p99']:.2f}; next "
-                f"to a CPU hog median {passive['hog']['median']:.2f} ms p99 "
-                f"{passive['hog']['p99']:.2f}")
-        else:
-            log(f"  {passive.get('skipped')}")
+        log("inference, quiet and next to one busy-loop process (one process per setting):")
+        inference = inference_under_load(model_dirs["lite0"], runs)
+        figures["inference_2_passive"] = inference.pop("2-passive")
+        figures["inference"] = inference
         figures["torch"] = torch_comparison(lite0, runs)
         if "skipped" in figures["torch"]:
             log(f"  PyTorch: {figures['torch']['skipped']}")
