@@ -13,9 +13,6 @@ from __future__ import annotations
 import os
 import pwd
 import queue
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +32,6 @@ pytestmark = pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0,
     reason="running components as another user needs root (CI runs the suite as root)")
 NOBODY = pwd.getpwnam("nobody")
-
-
-@pytest.fixture()
-def shared_dir() -> Iterator[Path]:
-    """A folder ``nobody`` can enter (pytest's own tmp folders are 0700)."""
-    folder = Path(tempfile.mkdtemp(prefix="ggic-e2e-users-"))
-    os.chmod(folder, 0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def processes_in(work: Path, module: str) -> list[int]:
