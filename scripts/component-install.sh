@@ -13,6 +13,10 @@
 #                     (the local runtime sets it to its own; see README). If the component's
 #                     user can't run its interpreter, a venv over a same-version interpreter
 #                     the user can run ($GGIC_PYTHON, pythonX.Y) sees its packages instead.
+#   GGIC_DLR_VENV     variant.DLR's environment, {MLRootPath}/greengrass_ml_dlr_venv (set by
+#                     the classifier's aarch64/armv7l manifests; relative to WORK_DIR): build
+#                     the venv on top of it instead (its dlr and libdlr.so, the OS's or its
+#                     numpy and OpenCV; nothing compiled). GGIC_REUSE_VENV is then ignored.
 set -eu
 
 artifact=$1
@@ -33,6 +37,118 @@ as_owner() {
     fi
 }
 
+now() { date +%s.%N; }
+took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
+
+ensure_awsiotsdk() {
+    if ! "$venv/bin/python" -c 'import awsiot.greengrasscoreipc.clientv2' 2> /dev/null; then
+        step=$(now)
+        as_owner "$venv/bin/python" -m ensurepip --default-pip > /dev/null
+        as_owner "$venv/bin/python" -m pip install --disable-pip-version-check --no-cache-dir \
+            --quiet 'awsiotsdk>=1.21,<2'
+        echo "pip install awsiotsdk: $(took "$step")"
+    fi
+}
+
+# Off x86_64, for a component that needs no DLR, numpy or OpenCV (the requester): a venv with
+# the system's site packages and awsiotsdk; ggic comes from the artifact (PYTHONPATH).
+install_awsiotsdk_venv() {
+    started=$(now)
+    marker=$venv/.ggic-installed-from
+    if [ -f "$marker" ] && [ "$(cat "$marker")" = "$artifact" ] && [ -x "$venv/bin/python" ]
+    then
+        echo "virtual environment $venv is up to date"
+        return
+    fi
+    if [ -L "$venv" ]; then rm -f "$venv"; else rm -rf "$venv"; fi
+    as_owner "${GGIC_PYTHON:-python3}" -m venv --without-pip --system-site-packages "$venv"
+    ensure_awsiotsdk
+    as_owner sh -c 'printf "%s" "$1" > "$2"' sh "$artifact" "$marker"
+    echo "installed $venv (awsiotsdk, system site packages): $(took "$started")"
+}
+
+# On aarch64/armv7l PyPI has no libdlr.so (and on armv7l no numpy/OpenCV wheels): build the
+# venv on top of variant.DLR's, with the system's site packages, and compile nothing.
+# Imports come from: this venv (awsiotsdk if nothing else has it), variant.DLR's venv (dlr,
+# and whatever its installer pip-installed), the OS (python3-numpy, python3-opencv). ggic
+# itself comes from the artifact (the Run command's PYTHONPATH).
+install_on_variant_dlr() {
+    started=$(now)
+    case $GGIC_DLR_VENV in
+        /*) dlr_venv=$GGIC_DLR_VENV ;;
+        *) dlr_venv=$work/$GGIC_DLR_VENV ;;  # may not exist yet: resolved once it does
+    esac
+    python=$dlr_venv/bin/python3
+    # The nucleus runs Install steps without waiting for dependencies (only Run waits), so
+    # variant.DLR's installer may still be at work: wait for its venv to hold dlr.
+    waited=0
+    wait_max=${GGIC_DLR_WAIT_SECONDS:-600}
+    until [ -x "$python" ] && "$python" -c 'import importlib.util, sys
+sys.exit(importlib.util.find_spec("dlr") is None)' 2> /dev/null; do
+        if [ "$waited" -ge "$wait_max" ]; then
+            echo "variant.DLR's environment $dlr_venv has no dlr after ${wait_max} s: deploy" \
+                 "variant.DLR with this component (the classifier reports ERRORED until DLR" \
+                 "is there)" >&2
+            [ -x "$python" ] || python=${GGIC_PYTHON:-python3}
+            break
+        fi
+        if [ "$waited" = 0 ]; then echo "waiting for variant.DLR's installer ($dlr_venv)"; fi
+        sleep 2
+        waited=$((waited + 2))
+    done
+    if [ -d "$dlr_venv" ]; then dlr_venv=$(cd "$dlr_venv" && pwd); fi
+    if [ -x "$dlr_venv/bin/python3" ]; then python=$dlr_venv/bin/python3; fi
+    marker=$venv/.ggic-installed-from
+    stamp="$artifact $dlr_venv"
+    if [ -f "$marker" ] && [ "$(cat "$marker")" = "$stamp" ] && [ -x "$venv/bin/python" ]; then
+        echo "virtual environment $venv (on variant.DLR's $dlr_venv) is up to date"
+        return
+    fi
+    if [ -L "$venv" ]; then rm -f "$venv"; else rm -rf "$venv"; fi
+    as_owner "$python" -m venv --without-pip --system-site-packages "$venv"
+    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    if [ -x "$dlr_venv/bin/python3" ]; then
+        dlr_site=$("$dlr_venv/bin/python3" -c \
+            'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+        # addsitedir, not a plain path: it also reads variant.DLR's .pth files (a source-built
+        # dlr is an egg listed in easy-install.pth)
+        as_owner sh -c 'printf "import site; site.addsitedir(%s)\n" "$1" > "$2"' sh \
+            "'$dlr_site'" "$site/ggic-variant-dlr.pth"
+        # dlr 1.6 looks for libdlr.so first in <sys.prefix>/dlr/, where its wheel puts it:
+        # <this venv>/dlr/libdlr.so -> variant.DLR's
+        if [ -f "$dlr_venv/dlr/libdlr.so" ]; then
+            as_owner mkdir -p "$venv/dlr"
+            as_owner ln -sfn "$dlr_venv/dlr/libdlr.so" "$venv/dlr/libdlr.so"
+        fi
+    fi
+    echo "venv $venv on $python with system site packages: $(took "$started")"
+    if ! "$venv/bin/python" -c 'import numpy, cv2' 2> /dev/null; then
+        echo "numpy and OpenCV are not importable from $venv: deploy variant.DLR (its" \
+             "installer provides them) or install the OS's python3-numpy python3-opencv" >&2
+        exit 1
+    fi
+    ensure_awsiotsdk
+    as_owner env PYTHONPATH="$artifact/components" PYTHONDONTWRITEBYTECODE=1 \
+        "$venv/bin/python" - "$dlr_venv" <<'PY' || true
+import sys
+import cv2
+import numpy
+import awsiot
+line = (f"python {sys.version.split()[0]}; numpy {numpy.__version__} "
+        f"({numpy.__file__.rsplit('/', 2)[0]}); opencv {cv2.__version__}")
+try:
+    from ggic.classifier.backends.dlr import import_dlr
+    dlr = import_dlr()
+    from dlr.libpath import find_lib_path
+    line += f"; dlr {dlr.__version__} ({dlr.__file__.rsplit('/', 2)[0]}), {find_lib_path()}"
+except Exception as exc:  # the classifier says what to deploy
+    line += f"; no usable DLR ({exc}): deploy variant.DLR ({sys.argv[1]})"
+print(line)
+PY
+    as_owner sh -c 'printf "%s" "$1" > "$2"' sh "$stamp" "$marker"
+    echo "installed the classifier's venv $venv on variant.DLR: $(took "$started")"
+}
+
 # 1. The ModelStore model, copied where the component's user can read it (privileged part).
 if [ -n "$model_source" ]; then
     if [ -d "$model_source" ]; then
@@ -51,6 +167,16 @@ fi
 
 # 2. The Python environment (unprivileged).
 venv=$work/venv
+if [ -n "${GGIC_DLR_VENV:-}" ]; then
+    install_on_variant_dlr
+    exit 0
+fi
+case $(uname -m) in
+    x86_64|amd64) ;;
+    *)  # the requester on a Raspberry Pi/Jetson: it needs awsiotsdk only
+        install_awsiotsdk_venv
+        exit 0 ;;
+esac
 if [ -n "${GGIC_REUSE_VENV:-}" ]; then
     reused=$GGIC_REUSE_VENV
     # (through sh, as the Run step starts it: setpriv's own exec can reach what the user can't)

@@ -216,7 +216,11 @@ def test_stand_in_modelstore_writes_a_deployable_component(tmp_path: Path,
     code, out, _ = ggic(capsys, "local", "stand-in", "modelstore", "--out",
                         str(tmp_path / "with"), "--model", str(model))
     assert code == 0 and "ggic local start --stand-in" in out
-    (recipe_path,) = (tmp_path / "with" / "recipes").iterdir()
+    recipes = sorted((tmp_path / "with" / "recipes").iterdir())
+    # the ModelStore's, and variant.DLR's (the classifier depends on both)
+    assert [p.name for p in recipes] == ["variant.DLR-1.6.0.yaml",
+                                         f"{MODELSTORE_COMPONENT}-2.1.0.yaml"]
+    recipe_path = recipes[1]
     recipe = load_recipe(recipe_path)
     assert recipe.name == MODELSTORE_COMPONENT and recipe.version.startswith("2.1.")
     folder = (tmp_path / "with" / "artifacts" / MODELSTORE_COMPONENT / recipe.version
@@ -228,7 +232,8 @@ def test_stand_in_modelstore_writes_a_deployable_component(tmp_path: Path,
 
     assert ggic(capsys, "local", "stand-in", "modelstore", "--out",
                 str(tmp_path / "without"))[0] == 0
-    document = yaml.safe_load(next((tmp_path / "without" / "recipes").iterdir()).read_text())
+    document = yaml.safe_load((tmp_path / "without" / "recipes" /
+                               f"{MODELSTORE_COMPONENT}-2.1.0.yaml").read_text())
     assert all("Artifacts" not in m for m in document["Manifests"])
     code, _, err = ggic(capsys, "local", "stand-in", "modelstore", "--out", str(tmp_path / "x"),
                         "--model", str(tmp_path / "missing"))

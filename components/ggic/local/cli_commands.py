@@ -498,6 +498,7 @@ def run_stand_in_modelstore(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {stand_in.recipe}")
+    print(f"  and variant.DLR's stand-in ({stand_in.folder / 'recipes'})")
     if stand_in.model_dir is not None:
         print(f"  model: {stand_in.model_dir}")
     else:

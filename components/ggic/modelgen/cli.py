@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .compile import TARGETS
+
 DEFAULT_DEMO_DIR = Path(".ggic") / "models" / "efficientnet-lite0"
 DEFAULT_ONNX_DEMO_DIR = Path(".ggic") / "models" / "efficientnet-lite0-onnx"
 FORMATS = ("dlr", "onnx")
@@ -33,8 +35,14 @@ def add_model_parser(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--out", type=Path, default=None,
                        help=f"model directory to write (default: {DEFAULT_DEMO_DIR}, or "
                        f"{DEFAULT_ONNX_DEMO_DIR} with --format onnx)")
-    build.add_argument("--march", default="native",
-                       help="gcc -march for the kernels (default: native; 'none' for none)")
+    build.add_argument("--march", default=None,
+                       help="gcc -march for the kernels (default: the target's; 'none' for "
+                            "none)")
+    build.add_argument("--target", default="native", choices=sorted(TARGETS),
+                       help="the device to compile the kernels for (dlr format), like Neo's "
+                            "target platforms: native (this machine, the default), "
+                            "linux-aarch64, linux-armv7l (cross-compiled with Debian's "
+                            "gcc-aarch64-linux-gnu or gcc-arm-linux-gnueabihf; $CC overrides)")
     build.set_defaults(handler=run_build_demo)
     info = commands.add_parser(
         "info", help="show the files, inputs, outputs and profile the classifier would use",
@@ -48,8 +56,16 @@ def add_model_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_build_demo(args: argparse.Namespace) -> int:
+    from .compile import record_target, resolve_target, target_compiler
     from .efficientnet_lite import DemoModelError, build_demo_model
 
+    try:
+        target = resolve_target(args.target)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    march = target.march if args.march is None else (None if args.march == "none"
+                                                      else args.march)
     try:
         if args.format == "onnx":
             from .onnx_export import OnnxExportError, build_demo_onnx
@@ -59,8 +75,12 @@ def run_build_demo(args: argparse.Namespace) -> int:
             except OnnxExportError as exc:
                 raise DemoModelError(str(exc)) from None
         else:
-            model = build_demo_model(args.out or DEFAULT_DEMO_DIR,
-                                     march=None if args.march == "none" else args.march)
+            with target_compiler(target):
+                model = build_demo_model(args.out or DEFAULT_DEMO_DIR, march=march,
+                                         extra_flags=target.flags)
+            if target.name != "native":
+                record_target(model.meta, target)
+                print(f"kernels compiled for {target.name} ({target.devices})")
     except DemoModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import platform
 import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,70 @@ class KernelCompileError(RuntimeError):
 def compiler_command() -> list[str]:
     """The C compiler to use: ``$CC`` (may hold arguments) or ``gcc``."""
     return shlex.split(os.environ.get("CC", "").strip() or "gcc")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device a model's kernels are compiled for, as Neo's target platforms name them."""
+
+    name: str
+    machine: str
+    """``uname -m`` of the device (the ModelStore's folder architecture)."""
+    compiler: str
+    """The C compiler that builds for it from an x86_64 Debian (``$CC`` still wins)."""
+    debian_package: str
+    march: str | None
+    flags: tuple[str, ...] = ()
+    devices: str = ""
+
+
+#: ``ggic model build-demo --target``: this machine, or a cross-compiled device build.
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    Target("native", platform.machine(), "gcc", "gcc", "native",
+           devices="this machine (-march=native)"),
+    Target("linux-aarch64", "aarch64", "aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu",
+           "armv8-a", devices="Raspberry Pi 3/4/5 with a 64-bit OS, Jetson Nano/TX2/Xavier"),
+    Target("linux-armv7l", "armv7l", "arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf",
+           "armv7-a", ("-mfpu=neon-vfpv4", "-mfloat-abi=hard"),
+           devices="Raspberry Pi 2/3/4 with 32-bit Raspberry Pi OS"),
+)}
+
+
+def resolve_target(name: str) -> Target:
+    """The target called ``name``; its compiler must be installed (or given in ``$CC``)."""
+    try:
+        target = TARGETS[name]
+    except KeyError:
+        raise ValueError(f"unknown target {name!r}; known: {', '.join(TARGETS)}") from None
+    if not os.environ.get("CC", "").strip() and shutil.which(target.compiler) is None:
+        raise FileNotFoundError(f"{target.compiler} is not installed: apt-get install "
+                                f"{target.debian_package} (or name a compiler in $CC)")
+    return target
+
+
+@contextmanager
+def target_compiler(target: Target) -> Iterator[None]:
+    """Compile with ``target``'s compiler (unless ``$CC`` names one) inside the block."""
+    saved = os.environ.get("CC")
+    if not (saved or "").strip():
+        os.environ["CC"] = target.compiler
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CC", None)
+        else:
+            os.environ["CC"] = saved
+
+
+def record_target(meta_path: Path | None, target: Target) -> None:
+    """Note in ``compiled.meta`` which device the kernels were compiled for."""
+    if meta_path is None:
+        return
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta.setdefault("Requirements", {})["TargetArchitecture"] = target.machine
+    meta["Requirements"]["TargetPlatform"] = target.name
+    meta_path.write_text(json.dumps(meta, indent=4) + "\n", encoding="utf-8")
 
 
 def compile_kernel_library(

@@ -41,6 +41,7 @@ from .base import (
     TensorSpec,
     model_dir_files,
 )
+from .dlr_locate import DlrUnavailable, prepare_dlr
 from .meta import read_meta
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,14 @@ class StagedModel:
             self._tempdir = None
 
 
+def dlr_library_for(model_dir: str | Path) -> str:
+    """The libdlr.so DLR 1.6 will load for ``model_dir`` (its own search, ``dlr.libpath``);
+    raises its DLRLibraryNotFound. Call after :func:`import_dlr`."""
+    from dlr.libpath import find_lib_path  # type: ignore[import-not-found]
+
+    return str(find_lib_path(model_path=str(model_dir), use_default_dlr=False))
+
+
 def explain_dlr_failure(files: ModelFiles, exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if type(exc).__name__ == "DLRLibraryNotFound" or "Cannot find DLR Library" in text:
@@ -291,8 +300,12 @@ class DlrBackend(Backend):
         model = ModelDirectory(cls.name, files.directory, files.roles(), signature)
         staged = StagedModel(files)
         try:
-            dlr = import_dlr()
+            # imports dlr; logs which libdlr.so, its version
+            dlr = prepare_dlr(staged.path, import_dlr, dlr_library_for)
             dlr_model = dlr.DLRModel(str(staged.path), "cpu", use_default_dlr=False)
+        except DlrUnavailable:
+            staged.close()
+            raise
         except Exception as exc:
             staged.close()
             raise ModelLoadError(explain_dlr_failure(files, exc)) from exc

@@ -64,6 +64,9 @@ typedef int (*GgicPackedFunc)(TVMValue* args, int* type_codes, int num_args,
                               TVMValue* out_ret_value, int* out_ret_tcode,
                               void* resource_handle);
 
+/* dlpack's layout: 64-bit targets (x86_64, aarch64), and 32-bit ARM EABI (armv7l), where
+ * pointers take 4 bytes and byte_offset is 8-aligned */
+#if UINTPTR_MAX > 0xFFFFFFFFu
 GGIC_STATIC_ASSERT(offsetof(DLTensor, data) == 0, "DLTensor.data offset");
 GGIC_STATIC_ASSERT(offsetof(DLTensor, device) == 8, "DLTensor.device offset");
 GGIC_STATIC_ASSERT(offsetof(DLTensor, ndim) == 16, "DLTensor.ndim offset");
@@ -71,6 +74,15 @@ GGIC_STATIC_ASSERT(offsetof(DLTensor, dtype) == 20, "DLTensor.dtype offset");
 GGIC_STATIC_ASSERT(offsetof(DLTensor, shape) == 24, "DLTensor.shape offset");
 GGIC_STATIC_ASSERT(offsetof(DLTensor, strides) == 32, "DLTensor.strides offset");
 GGIC_STATIC_ASSERT(offsetof(DLTensor, byte_offset) == 40, "DLTensor.byte_offset offset");
+#else
+GGIC_STATIC_ASSERT(offsetof(DLTensor, data) == 0, "DLTensor.data offset");
+GGIC_STATIC_ASSERT(offsetof(DLTensor, device) == 4, "DLTensor.device offset");
+GGIC_STATIC_ASSERT(offsetof(DLTensor, ndim) == 12, "DLTensor.ndim offset");
+GGIC_STATIC_ASSERT(offsetof(DLTensor, dtype) == 16, "DLTensor.dtype offset");
+GGIC_STATIC_ASSERT(offsetof(DLTensor, shape) == 20, "DLTensor.shape offset");
+GGIC_STATIC_ASSERT(offsetof(DLTensor, strides) == 24, "DLTensor.strides offset");
+GGIC_STATIC_ASSERT(offsetof(DLTensor, byte_offset) == 32, "DLTensor.byte_offset offset");
+#endif
 GGIC_STATIC_ASSERT(sizeof(TVMValue) == 8, "TVMValue size");
 
 #define GGIC_EXPORT __attribute__((visibility("default")))
