@@ -1,8 +1,11 @@
 """Shared fixtures: real photos (from scikit-image's bundled data), decoded by OpenCV; offline
-AWS clients for the cloud tests."""
+AWS clients for the cloud tests; a folder another user can enter (shared_dir)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,3 +76,12 @@ def connect(server: Any) -> Iterator[Callable[..., Any]]:
 
     with clients_of(server) as connect_to:
         yield connect_to
+
+
+@pytest.fixture()
+def shared_dir() -> Iterator[Path]:
+    """A folder another user (``nobody``) can enter (pytest's own tmp folders are 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="ggic-users-"))
+    os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

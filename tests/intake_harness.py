@@ -45,14 +45,50 @@ class GatedPipeline:
         return [Prediction("c0", 0, 1.0)]
 
 
-class Intake:
-    """A started service whose published results are recorded."""
+class RecordedIpc:
+    """The recording side of an IPC double: the handler of each subscribed topic (``send``
+    delivers a request to it) and every publication, in order (``wait_results`` waits for the
+    n-th)."""
 
-    def __init__(self, **config: Any) -> None:
-        self.config = {"accessControl": ACCESS, **config}
+    #: seconds ``wait_results`` waits by default
+    wait_timeout = 60.0
+
+    def __init__(self) -> None:
         self.published: list[tuple[str, dict]] = []
         self.cond = threading.Condition()
         self.handlers: dict[str, Any] = {}
+
+    def _publish(self, topic, message):
+        with self.cond:
+            self.published.append((topic, message))
+            self.cond.notify_all()
+
+    def send(self, payload: Any, topic: str = "local/inference") -> None:
+        self.handlers[topic](topic, payload)
+
+    def wait_results(self, n: int, timeout: float | None = None) -> list[tuple[str, dict]]:
+        deadline = time.monotonic() + (self.wait_timeout if timeout is None else timeout)
+        with self.cond:
+            while len(self.published) < n:
+                left = deadline - time.monotonic()
+                assert left > 0, f"only {len(self.published)} of {n} results: {self.published}"
+                self.cond.wait(left)
+            return list(self.published)
+
+
+def stub_ipc_callbacks(ipc: Any) -> None:
+    """An IPC double's answers about its callback threads: all quiet, nothing undelivered."""
+    ipc.quiesce_callbacks.return_value = True
+    ipc.discard_undelivered.return_value = 0
+    ipc.callback_backlog_peak.return_value = 0
+
+
+class Intake(RecordedIpc):
+    """A started service whose published results are recorded."""
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        self.config = {"accessControl": ACCESS, **config}
         self.pipeline = GatedPipeline()
         ipc = mock.Mock(spec=IpcClient)
         ipc.get_configuration.side_effect = lambda *a, **k: dict(self.config)
@@ -60,9 +96,7 @@ class Intake:
         ipc.subscribe_configuration.side_effect = lambda *a, **k: mock.Mock()
         ipc.publish.side_effect = self._publish
         ipc.publish_async.side_effect = self._publish_async
-        ipc.quiesce_callbacks.return_value = True
-        ipc.discard_undelivered.return_value = 0
-        ipc.callback_backlog_peak.return_value = 0
+        stub_ipc_callbacks(ipc)
         self.service = ClassifierService(ipc, model_loader=lambda cfg: self.pipeline)
         self.service.start()
 
@@ -75,23 +109,6 @@ class Intake:
         future: Future = Future()
         future.set_result(None)
         return future
-
-    def _publish(self, topic, message):
-        with self.cond:
-            self.published.append((topic, message))
-            self.cond.notify_all()
-
-    def send(self, payload: Any, topic: str = "local/inference") -> None:
-        self.handlers[topic](topic, payload)
-
-    def wait_results(self, n: int, timeout: float = 60.0) -> list[tuple[str, dict]]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while len(self.published) < n:
-                left = deadline - time.monotonic()
-                assert left > 0, f"only {len(self.published)} of {n} results"
-                self.cond.wait(left)
-            return list(self.published)
 
     def close(self) -> None:
         self.pipeline.gate.set()

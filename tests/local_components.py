@@ -9,26 +9,33 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ggic.cli import main
+from ggic.gdk_build import build_all
 from ggic.local.lifecycle import RunnerSettings
 from ggic.local.runtime import LocalRuntime, RuntimeSettings
+from ggic.local.stand_ins import write_modelstore_stand_in
+from ggic.modelgen.testnets import write_modelstore_like
+
+REPO = Path(__file__).resolve().parents[1]
 
 PROBE = "com.example.Probe"
 CRASHER = "com.example.Crasher"
 TICKER = "com.example.Ticker"
 FAST_RUNNER = RunnerSettings(grace_period=1.0, output_drain_timeout=1.0)
 
-PROBE_SCRIPT = r'''
-import datetime, json, os, signal, sys, threading
-from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
-
+#: The start of a probe-like script (after its imports: json, os, signal, threading and
+#: GreengrassCoreIPCClientV2): ``note(**fields)`` appends a JSON line to $PROBE_EVENTS, ``stop``
+#: is set by SIGTERM, ``client`` is the real IPC client.
+PROBE_PRELUDE = r'''
 events = os.environ["PROBE_EVENTS"]
 lock = threading.Lock()
 
@@ -39,7 +46,12 @@ def note(**fields):
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
 client = GreengrassCoreIPCClientV2()
-config = client.get_configuration(key_path=[]).value
+'''
+
+PROBE_SCRIPT = r'''
+import datetime, json, os, signal, sys, threading
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+''' + PROBE_PRELUDE + r'''config = client.get_configuration(key_path=[]).value
 note(event="start", config=config)
 if config.get("ReportErrored") == "true":
     client.update_state(state="ERRORED")
@@ -142,3 +154,26 @@ def run_ggic(args: list[str]) -> int:
         root = logging.getLogger()
         for handler in [h for h in root.handlers if getattr(h, "ggic", False)]:
             root.removeHandler(handler)
+
+
+@dataclass(frozen=True)
+class OurRecipes:
+    """What deploying our own recipes on ``ggic local`` needs."""
+
+    build: Path  # ``ggic build``'s output: recipes/ and artifacts/
+    model_dir: Path  # a ResNet50-like DLR model directory
+    stand_in: Path  # the stand-in ModelStore component (serving model_dir) for ``stand_ins=``
+    images: Path  # a folder of copies of the photos
+
+
+def build_our_recipes(base: Path, photos: Sequence[Path], *, seed: int) -> OurRecipes:
+    """Our recipes built (``ggic build``) into ``base``, with a model stand-in and the photos."""
+    build = base / "greengrass-build"
+    build_all(REPO, build)
+    net = write_modelstore_like(base / "resnet50-like", seed=seed)
+    stand_in = write_modelstore_stand_in(base / "stand-in", net.model_dir)
+    images = base / "images"
+    images.mkdir()
+    for photo in photos:
+        shutil.copy(photo, images / photo.name)
+    return OurRecipes(build, net.model_dir, stand_in.folder, images)

@@ -27,16 +27,12 @@ from typing import Any
 import pytest
 import yaml
 
-from ggic.gdk_build import build_all
 from ggic.local.deployment import DeploymentRequest, parse_update_config
 from ggic.local.deployment_policies import DeploymentPolicies
 from ggic.local.runtime import LocalRuntime
-from ggic.local.stand_ins import write_modelstore_stand_in
-from ggic.modelgen.testnets import write_modelstore_like
-from local_components import fast_runtime, write_recipe
+from local_components import build_our_recipes, fast_runtime, write_recipe
 from waiting import wait_until
 
-REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER = "com.custom.ImageClassifier"
 STREAMER = "com.example.RequestStreamer"
 BURST = 60
@@ -120,16 +116,11 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, photos: list[Path]) -> Iterator[World]:
     base = tmp_path_factory.mktemp("hooks")
-    build = base / "greengrass-build"
-    build_all(REPO, build)
-    net = write_modelstore_like(base / "resnet50-like", seed=7)
-    stand_in = write_modelstore_stand_in(base / "stand-in", net.model_dir)
-    images = base / "images"
-    images.mkdir()
-    shutil.copy(photos[0], images / photos[0].name)
+    ours = build_our_recipes(base, photos[:1], seed=7)
+    images = ours.images
     policies = DeploymentPolicies(component_update_timeout=20.0)
-    with fast_runtime(base / "root", stand_ins=(stand_in.folder,), policies=policies) as runtime:
-        world = World(runtime, build, images)
+    with fast_runtime(base / "root", stand_ins=(ours.stand_in,), policies=policies) as runtime:
+        world = World(runtime, ours.build, images)
         record = world.deploy({CLASSIFIER: "1.0.0"}, {CLASSIFIER: {"MERGE": {
             "AllowedImageDirs": [str(images)], "ScoreThreshold": "0", "TopK": "3",
             "QueueSize": "128"}}})

@@ -12,22 +12,13 @@ import pytest
 
 import ggic.classifier.service as service_module
 from ggic.ipc import IpcError, IpcErrorKind
-from test_classifier_service_unit import ACCESS, Harness
+from test_classifier_service_unit import harness  # noqa: F401 - the fixture ``make`` uses
 
 
 @pytest.fixture
-def make(mocker):
-    made: list[Harness] = []
-
-    def build(config=None, **kwargs) -> Harness:
-        h = Harness(mocker, {"accessControl": ACCESS, **(config or {})}, **kwargs)
-        h.service.start()
-        made.append(h)
-        return h
-
-    yield build
-    for h in made:
-        h.service.shutdown()
+def make(harness):  # noqa: F811 - the imported fixture
+    """The unit tests' factory of started harnesses (shut down at teardown)."""
+    return harness
 
 
 def wait_for(predicate, timeout: float = 5.0) -> bool:

@@ -15,9 +15,7 @@ from ggic.classifier.pipeline import ModelRun, PreparedInput
 from ggic.classifier.service import ClassifierService
 from ggic.ipc import IpcClient, IpcError, IpcErrorKind
 from ggic.messages import ClassificationError, ErrorCode, Prediction
-
-ACCESS = {"aws.greengrass.ipc.pubsub": {"c:pubsub:1": {
-    "operations": ["aws.greengrass#PublishToTopic"], "resources": ["local/result", "replies/*"]}}}
+from intake_harness import ACCESS, RecordedIpc, stub_ipc_callbacks
 
 
 class FakeInfo:
@@ -77,13 +75,13 @@ class FakePipeline:
                 if scores[i] >= threshold]
 
 
-class Harness:
+class Harness(RecordedIpc):
+    wait_timeout = 5.0
+
     def __init__(self, mocker, config: dict[str, Any], pipeline: FakePipeline | None = None,
                  load_error: Exception | None = None) -> None:
+        super().__init__()
         self.config = dict(config)
-        self.published: list[tuple[str, dict]] = []
-        self.cond = threading.Condition()
-        self.handlers: dict[str, Any] = {}
         self.on_closed: dict[str, Any] = {}
         self.config_handler = None
         self.ipc = mocker.Mock(spec=IpcClient)
@@ -93,9 +91,7 @@ class Harness:
         self.ipc.publish.side_effect = self._publish
         self.ipc.publish_async.side_effect = self._publish_async
         self.ipc.publish_to_iot_core_async.side_effect = self._publish_to_iot_core_async
-        self.ipc.quiesce_callbacks.return_value = True
-        self.ipc.discard_undelivered.return_value = 0
-        self.ipc.callback_backlog_peak.return_value = 0
+        stub_ipc_callbacks(self.ipc)
         self.pipeline = pipeline or FakePipeline()
 
         self.loaded_dirs: list[str] = []
@@ -139,23 +135,6 @@ class Harness:
         else:
             future.set_result(None)
         return future
-
-    def _publish(self, topic, message):
-        with self.cond:
-            self.published.append((topic, message))
-            self.cond.notify_all()
-
-    def send(self, message, topic="local/inference"):
-        self.handlers[topic](topic, message)
-
-    def wait_results(self, n: int, timeout: float = 5.0) -> list[tuple[str, dict]]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while len(self.published) < n:
-                left = deadline - time.monotonic()
-                assert left > 0, f"only {len(self.published)} of {n} results: {self.published}"
-                self.cond.wait(left)
-            return list(self.published)
 
     def by_id(self) -> dict[str, dict]:
         return {m["request_id"]: m for _, m in self.published}

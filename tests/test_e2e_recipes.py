@@ -21,13 +21,10 @@ import pytest
 import yaml
 
 from ggic.cli import main
-from ggic.gdk_build import build_all
 from ggic.local.deployment import DeploymentRequest, parse_update_config
 from ggic.local.lifecycle import State
 from ggic.local.runtime import LocalRuntime
-from ggic.local.stand_ins import write_modelstore_stand_in
-from ggic.modelgen.testnets import write_modelstore_like
-from local_components import fast_runtime
+from local_components import build_our_recipes, fast_runtime
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER = "com.custom.ImageClassifier"
@@ -81,16 +78,10 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, photos: list[Path]) -> Iterator[World]:
     base = tmp_path_factory.mktemp("e2e")
-    build = base / "greengrass-build"
-    build_all(REPO, build)
-    net = write_modelstore_like(base / "resnet50-like", seed=5)
-    stand_in = write_modelstore_stand_in(base / "stand-in", net.model_dir)
-    images = base / "images"
-    images.mkdir()
-    for photo in photos[:3]:
-        shutil.copy(photo, images / photo.name)
-    with fast_runtime(base / "root", stand_ins=(stand_in.folder,)) as runtime:
-        world = World(runtime, build, images, sorted(images.iterdir()),
+    ours = build_our_recipes(base, photos[:3], seed=5)
+    images = ours.images
+    with fast_runtime(base / "root", stand_ins=(ours.stand_in,)) as runtime:
+        world = World(runtime, ours.build, images, sorted(images.iterdir()),
                       Topic(runtime, "local/result"))
         world.deploy({CLASSIFIER: "1.0.0"}, {CLASSIFIER: {"MERGE": {
             "AllowedImageDirs": [str(images)], "ScoreThreshold": "0"}}})

@@ -13,9 +13,6 @@ from __future__ import annotations
 import os
 import pwd
 import queue
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,29 +22,16 @@ from ggic.classifier.inputs import InputLimits
 from ggic.classifier.model import load_model
 from ggic.classifier.pipeline import ClassificationPipeline
 from ggic.classifier.profiles import resolve_profile
-from ggic.gdk_build import build_all
 from ggic.local.deployment import DeploymentRequest, parse_update_config
 from ggic.local.lifecycle import State
-from ggic.local.stand_ins import write_modelstore_stand_in
 from ggic.messages import ImageSource, SourceKind
-from ggic.modelgen.testnets import write_modelstore_like
-from local_components import fast_runtime
+from local_components import build_our_recipes, fast_runtime
 from test_e2e_recipes import CLASSIFIER, REQUESTER, Topic
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0,
     reason="running components as another user needs root (CI runs the suite as root)")
-REPO = Path(__file__).resolve().parents[1]
 NOBODY = pwd.getpwnam("nobody")
-
-
-@pytest.fixture()
-def shared_dir() -> Iterator[Path]:
-    """A folder ``nobody`` can enter (pytest's own tmp folders are 0700)."""
-    folder = Path(tempfile.mkdtemp(prefix="ggic-e2e-users-"))
-    os.chmod(folder, 0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def processes_in(work: Path, module: str) -> list[int]:
@@ -75,16 +59,10 @@ def status_ids(pid: int) -> tuple[int, int]:
 
 def test_our_recipes_run_as_nobody_under_a_root_runtime_and_classify(
         shared_dir: Path, photos: list[Path]) -> None:
-    build = shared_dir / "greengrass-build"
-    build_all(REPO, build)
-    net = write_modelstore_like(shared_dir / "resnet50-like", seed=5)
-    stand_in = write_modelstore_stand_in(shared_dir / "stand-in", net.model_dir)
-    images = shared_dir / "images"
-    images.mkdir()
-    for photo in photos[:3]:
-        shutil.copy(photo, images / photo.name)
+    ours = build_our_recipes(shared_dir, photos[:3], seed=5)
+    build, images = ours.build, ours.images
     os.chmod(images, 0o755)
-    with fast_runtime(shared_dir / "root", stand_ins=(stand_in.folder,),
+    with fast_runtime(shared_dir / "root", stand_ins=(ours.stand_in,),
                       default_user="nobody") as runtime:
         results = Topic(runtime, "local/result")
         requests = Topic(runtime, "local/inference")
@@ -125,7 +103,7 @@ def test_our_recipes_run_as_nobody_under_a_root_runtime_and_classify(
     assert (model / "compiled.so").stat().st_uid == NOBODY.pw_uid
 
     # classified correctly: what the same model gives in this process
-    pipeline = ClassificationPipeline(load_model(net.model_dir,
+    pipeline = ClassificationPipeline(load_model(ours.model_dir,
                                                  resolve_profile("modelstore-resnet50")))
     assert sorted(Path(p).name for p in got) == sorted(p.name for p in images.iterdir())
     for path, result in got.items():

@@ -21,7 +21,7 @@ from ggic.local.deployment import DeploymentRequest, parse_update_config
 from ggic.local.deployment_policies import DeploymentPolicies
 from ggic.local.lifecycle import State
 from ipc_clients import ipc_error
-from local_components import fast_runtime, run_ggic, write_recipe
+from local_components import PROBE_PRELUDE, fast_runtime, run_ggic, write_recipe
 from waiting import wait_until
 
 POLICY_PROBE = "com.example.PolicyProbe"
@@ -32,17 +32,7 @@ POLICY_SCRIPT = r'''
 import json, os, signal, sys, threading
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import ConfigurationValidityReport
-
-events = os.environ["PROBE_EVENTS"]
-lock = threading.Lock()
-def note(**fields):
-    with lock, open(events, "a") as out:
-        out.write(json.dumps(dict(fields, pid=os.getpid())) + "\n")
-
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-client = GreengrassCoreIPCClientV2()
-deferred = []
+''' + PROBE_PRELUDE + r'''deferred = []
 
 def on_validate(event):
     update = event.validate_configuration_update_event

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import stat
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,15 +29,6 @@ needs_root = pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0,
     reason="switching users needs root (CI runs the suite as root)")
 NOBODY = pwd.getpwnam("nobody")
-
-
-@pytest.fixture()
-def shared_dir() -> Iterator[Path]:
-    """A folder ``nobody`` can enter (pytest's own tmp folders are 0700)."""
-    folder = Path(tempfile.mkdtemp(prefix="ggic-users-"))
-    os.chmod(folder, 0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_lifecycle_recipe(folder: Path, name: str, lifecycle: dict) -> None:

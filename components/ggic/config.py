@@ -205,15 +205,6 @@ def unknown_keys(cls: type, values: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in values if k not in known and k not in _GREENGRASS_KEYS)
 
 
-def config_to_mapping(config: Any) -> dict[str, Any]:
-    """The configuration as Greengrass keys (for logs and ``--help`` defaults)."""
-    out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        out[f.metadata["key"]] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
 def changed_keys(old: Any, new: Any) -> list[str]:
     return [
         f.metadata["key"]

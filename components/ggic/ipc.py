@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
@@ -444,8 +445,6 @@ def _short(text: str, limit: int = 300) -> str:
 
 def connect_error_hint() -> str:
     """Why connecting may have failed, for the error message."""
-    import os
-
     missing = [name for name in ("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", "SVCUID")
                if not os.environ.get(name)]
     if missing:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .deployment_options import deployment_options
 from .runtime import CLI_TOKEN_FILE, IOT_CORE_LOG, default_root
@@ -376,21 +376,20 @@ def _message_text(event: Any) -> tuple[str, str]:
             bytes(event.binary_message.message or b"").decode("utf-8", errors="replace"))
 
 
-@_client_command
-def run_sub(args: argparse.Namespace) -> int:
-    received: queue.Queue[tuple[str, str] | None] = queue.Queue()
+def _print_subscription(args: argparse.Namespace, root: Path, what: str,
+                        subscribe: Callable[[Any, Callable[[Any], None], Callable[[], None]], Any],
+                        show: Callable[[Any], None]) -> int:
+    """``sub`` and ``iotcore sub``: ``subscribe(client, on_event, on_closed)`` opens the stream,
+    ``show`` prints each event, until ``args.count`` events or ``args.timeout`` seconds (exit 1 if
+    fewer than ``args.count`` came); a stream the runtime closes is a CliError."""
+    received: queue.Queue[Any] = queue.Queue()
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    root = resolve_root(args.root)
     with connect(root) as client:
         try:
-            # every `ggic local` command has the CLI's identity: receive our own `pub` too
-            _response, operation = client.subscribe_to_topic(
-                topic=args.topic, receive_mode="RECEIVE_ALL_MESSAGES",
-                on_stream_event=lambda e: received.put(_message_text(e)),
-                on_stream_closed=lambda: received.put(None))
+            _response, operation = subscribe(client, received.put, lambda: received.put(None))
         except Exception as exc:
             raise _ipc_error(exc) from None
-        print(f"Successfully subscribed to topic: {args.topic}", file=sys.stderr, flush=True)
+        print(f"Successfully subscribed to {what}: {args.topic}", file=sys.stderr, flush=True)
         count = 0
         try:
             while args.count is None or count < args.count:
@@ -398,22 +397,13 @@ def run_sub(args: argparse.Namespace) -> int:
                 if wait <= 0:
                     break
                 try:
-                    item = received.get(timeout=wait)
+                    event = received.get(timeout=wait)
                 except queue.Empty:
                     continue
-                if item is None:  # the runtime stopped (or closed the stream): nothing will come
+                if event is None:  # the runtime stopped (or closed the stream): nothing will come
                     raise CliError(f"the subscription to {args.topic} was closed by the runtime "
                                    f"at {root} (stopped?) after {count} message(s)")
-                topic, text = item
-                topic = topic or args.topic
-                if args.json:
-                    try:
-                        value = json.loads(text)
-                    except ValueError:
-                        value = text
-                    print(json.dumps({"topic": topic, "message": value}), flush=True)
-                else:
-                    print(f"Received new message on topic {topic}: {text}", flush=True)
+                show(event)
                 count += 1
         except KeyboardInterrupt:
             return 0
@@ -421,6 +411,29 @@ def run_sub(args: argparse.Namespace) -> int:
             with contextlib.suppress(Exception):
                 operation.close()
     return 1 if args.count is not None and count < args.count else 0
+
+
+@_client_command
+def run_sub(args: argparse.Namespace) -> int:
+    def show(item: tuple[str, str]) -> None:
+        topic, text = item
+        topic = topic or args.topic
+        if args.json:
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = text
+            print(json.dumps({"topic": topic, "message": value}), flush=True)
+        else:
+            print(f"Received new message on topic {topic}: {text}", flush=True)
+
+    # every `ggic local` command has the CLI's identity: receive our own `pub` too
+    return _print_subscription(
+        args, resolve_root(args.root), "topic",
+        lambda client, on_event, on_closed: client.subscribe_to_topic(
+            topic=args.topic, receive_mode="RECEIVE_ALL_MESSAGES",
+            on_stream_event=lambda e: on_event(_message_text(e)), on_stream_closed=on_closed),
+        show)
 
 
 def run_logs(args: argparse.Namespace) -> int:

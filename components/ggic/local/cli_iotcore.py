@@ -11,13 +11,9 @@ recorded in ``<root>/logs/iotcore.jsonl``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import queue
-import sys
-import time
 from typing import Any
 
-from .cli_commands import CliError, _call, _client_command, _ipc_error, connect, resolve_root
+from .cli_commands import _call, _client_command, _print_subscription, resolve_root
 
 
 @_client_command
@@ -30,41 +26,17 @@ def run_iotcore_pub(args: argparse.Namespace) -> int:
 
 @_client_command
 def run_iotcore_sub(args: argparse.Namespace) -> int:
-    received: queue.Queue[Any] = queue.Queue()
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    root = resolve_root(args.root)
-    with connect(root) as client:
-        try:
-            _response, operation = client.subscribe_to_iot_core(
-                topic_name=args.topic, qos=str(args.qos), on_stream_event=received.put,
-                on_stream_closed=lambda: received.put(None))
-        except Exception as exc:
-            raise _ipc_error(exc) from None
-        print(f"Successfully subscribed to AWS IoT Core topic: {args.topic}", file=sys.stderr,
-              flush=True)
-        count = 0
-        try:
-            while args.count is None or count < args.count:
-                wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
-                if wait <= 0:
-                    break
-                try:
-                    event = received.get(timeout=wait)
-                except queue.Empty:
-                    continue
-                if event is None:
-                    raise CliError(f"the subscription to {args.topic} was closed by the runtime "
-                                   f"at {root} (stopped?) after {count} message(s)")
-                message = event.message
-                text = bytes(message.payload or b"").decode("utf-8", errors="replace")
-                print(f"Received new message on topic {message.topic_name}: {text}", flush=True)
-                count += 1
-        except KeyboardInterrupt:
-            return 0
-        finally:
-            with contextlib.suppress(Exception):
-                operation.close()
-    return 1 if args.count is not None and count < args.count else 0
+    def show(event: Any) -> None:
+        message = event.message
+        text = bytes(message.payload or b"").decode("utf-8", errors="replace")
+        print(f"Received new message on topic {message.topic_name}: {text}", flush=True)
+
+    return _print_subscription(
+        args, resolve_root(args.root), "AWS IoT Core topic",
+        lambda client, on_event, on_closed: client.subscribe_to_iot_core(
+            topic_name=args.topic, qos=str(args.qos), on_stream_event=on_event,
+            on_stream_closed=on_closed),
+        show)
 
 
 def add_iotcore_subcommands(iotcore: argparse.ArgumentParser,

@@ -23,7 +23,9 @@ import contextlib
 import json
 import logging
 import math
+import queue
 import re
+import signal
 import sys
 import threading
 import time
@@ -224,9 +226,6 @@ def failure_status(message: Any, problems: Sequence[str]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The stand-in component's Run step (talks to the nucleus through the awsiotsdk)."""
-    import queue
-    import signal
-
     from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
     from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
 

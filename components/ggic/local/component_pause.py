@@ -35,10 +35,6 @@ class ComponentPauser:
         self._lock = threading.Lock()
         self._paused: dict[str, int] = {}  # name -> the paused process group
 
-    def is_paused(self, name: str) -> bool:
-        with self._lock:
-            return name in self._paused
-
     def _check(self, name: str) -> State:
         if sys.platform.startswith("win"):
             raise ServiceError("Pause/resume component not supported on this platform.")

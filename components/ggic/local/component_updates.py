@@ -49,10 +49,6 @@ class ComponentUpdates:
 
         return unsubscribe
 
-    def has_subscribers(self) -> bool:
-        with self._lock:
-            return bool(self._subscribers)
-
     def defer(self, name: str, deployment_id: Any, recheck_after_ms: Any, message: Any) -> None:
         """A component's DeferComponentUpdate (the nucleus's checks and words)."""
         with self._lock:

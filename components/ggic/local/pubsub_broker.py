@@ -29,10 +29,6 @@ class PubSubMessage:
     binary: bytes | None = None
     _event_payload: bytes | None = field(default=None, init=False, repr=False)
 
-    @property
-    def is_binary(self) -> bool:
-        return self.binary is not None
-
     def event_payload(self) -> bytes:
         """The SubscriptionResponseMessage JSON, encoded once however many subscribers get it."""
         if self._event_payload is None:

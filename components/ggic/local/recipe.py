@@ -127,10 +127,6 @@ class Recipe:
     source: str = "<recipe>"
 
     @property
-    def parsed_version(self) -> Version:
-        return Version.parse(self.version)
-
-    @property
     def identifier(self) -> str:
         return f"{self.name}-{self.version}"
 

@@ -113,6 +113,23 @@ def _parse_timeout(value: Any, source: str, key: str) -> float:
     return seconds
 
 
+def _canonical_keys(raw: Mapping[Any, Any], known: Sequence[str], source: str, key: str,
+                    what: str) -> dict[str, Any]:
+    """``raw``'s entries under their canonical (case-insensitive) names: an unknown key is
+    ignored with a warning, as by the nucleus; two spellings of one key are a RecipeError."""
+    values: dict[str, Any] = {}
+    for raw_key, value in raw.items():
+        canonical = canonical_key(str(raw_key), known)
+        if canonical is None:
+            logger.warning("%s: %s.%s: unknown %s, ignored (as by the nucleus)",
+                           source, key, raw_key, what)
+            continue
+        if canonical in values:
+            raise RecipeError(source, f"{key}.{raw_key}", f"duplicate key ({canonical})")
+        values[canonical] = value
+    return values
+
+
 def _parse_step(name: str, raw: Any, source: str, key: str) -> LifecycleStep | None:
     if raw is None:
         return None
@@ -120,16 +137,7 @@ def _parse_step(name: str, raw: Any, source: str, key: str) -> LifecycleStep | N
         return LifecycleStep(name=name, script=str(raw))
     if not isinstance(raw, Mapping):
         raise RecipeError(source, key, "a lifecycle step must be a script or an object with Script")
-    values: dict[str, Any] = {}
-    for raw_key, value in raw.items():
-        canonical = canonical_key(str(raw_key), _STEP_OBJECT_KEYS)
-        if canonical is None:
-            logger.warning("%s: %s.%s: unknown lifecycle key, ignored (as by the nucleus)",
-                           source, key, raw_key)
-            continue
-        if canonical in values:
-            raise RecipeError(source, f"{key}.{raw_key}", f"duplicate key ({canonical})")
-        values[canonical] = value
+    values = _canonical_keys(raw, _STEP_OBJECT_KEYS, source, key, "lifecycle key")
     script = values.get("Script")
     if script is None:
         raise RecipeError(source, key, "a lifecycle step object needs a Script")
@@ -157,16 +165,7 @@ def parse_lifecycle(raw: Mapping[str, Any], source: str = "<recipe>",
     """Type one component's (platform-selected, possibly interpolated) lifecycle section."""
     if not isinstance(raw, Mapping):
         raise RecipeError(source, key, "Lifecycle must be a mapping")
-    found: dict[str, Any] = {}
-    for raw_key, value in raw.items():
-        canonical = canonical_key(str(raw_key), _LIFECYCLE_KEYS)
-        if canonical is None:
-            logger.warning("%s: %s.%s: unknown lifecycle step, ignored (as by the nucleus)",
-                           source, key, raw_key)
-            continue
-        if canonical in found:
-            raise RecipeError(source, f"{key}.{raw_key}", f"duplicate key ({canonical})")
-        found[canonical] = value
+    found = _canonical_keys(raw, _LIFECYCLE_KEYS, source, key, "lifecycle step")
     steps: dict[str, LifecycleStep] = {}
     for name in STEP_NAMES:
         step = _parse_step(name, found.get(name), source, f"{key}.{name}")

@@ -153,11 +153,6 @@ class Supervisor:
         self.runner(name)
         return self.wait_for(lambda s: s[name] in wanted, timeout)
 
-    def wait_until_settled(self, timeout: float | None = None) -> bool:
-        """Wait until every component is RUNNING, FINISHED or BROKEN."""
-        settled = {State.RUNNING, State.FINISHED, State.BROKEN}
-        return self.wait_for(lambda s: all(v in settled for v in s.values()), timeout)
-
     # control
 
     def start_all(self) -> None:
