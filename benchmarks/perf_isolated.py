@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,11 @@ class InferenceProcess:
         """Images per second of a sequential classify loop over the child's images."""
         return self._ask({"op": "classify", "count": count, "budget": budget_s})
 
+    def openmp_threads_started(self) -> int:
+        """OS threads that are not Python threads and appeared since the model was loaded
+        (before it first ran): the libgomp workers of every team the process started."""
+        return self._ask({"op": "threads"})
+
     def close(self) -> None:
         if self.process.stdin is not None:
             self.process.stdin.close()
@@ -101,6 +107,11 @@ def classify_loop(pipeline: ClassificationPipeline, images: list[Path], count: i
     return done / (time.perf_counter() - started)
 
 
+def native_threads() -> int:
+    """OS threads of this process that Python did not start (libgomp's, OpenBLAS's...)."""
+    return len(os.listdir("/proc/self/task")) - threading.active_count()
+
+
 def child_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, required=True)
@@ -113,6 +124,7 @@ def child_main(argv: list[str] | None = None) -> int:
         model = load_model(args.model, resolve_profile("auto"), warm_up=False)  # not run here
         pipeline = ClassificationPipeline(model)
         thread = ModelThread("bench-inference", lambda: apply_inference_threads(args.threads))
+        before = native_threads()
         thread.call(pipeline.warm_up)
         thread.call(lambda: time_runs(pipeline, 5, 1.0))  # the pool is started and warm
         if images:
@@ -126,6 +138,8 @@ def child_main(argv: list[str] | None = None) -> int:
             elif op == "classify":
                 answer = thread.call(
                     lambda c=count, b=budget: classify_loop(pipeline, images, c, b))
+            elif op == "threads":
+                answer = native_threads() - before
             else:
                 answer = "ready"
             reply.write(json.dumps(answer) + "\n")
