@@ -345,6 +345,8 @@ def test_supervisor_starts_after_hard_dependencies_and_stops_in_reverse(tmp_path
     try:
         assert supervisor.wait_for_state("app", State.RUNNING, WAIT)
         assert supervisor.state("helper") == State.STARTING
+        # RUNNING comes as the Run script starts: let it write its line before stopping it
+        assert wait_until(lambda: order.exists() and "app-run" in read(order), WAIT)
     finally:
         supervisor.close(WAIT)
     assert read(order).split() == ["model-up", "app-run", "app-down", "model-down"]
