@@ -131,6 +131,7 @@ class LocalRuntime:
         self._lock = threading.Lock()
         self._state_changed = threading.Condition(self._lock)
         self._reported: dict[str, str] = {}
+        self._report_counts: dict[tuple[str, str], int] = {}  # UpdateState calls seen
         self._errors_seen: dict[str, int] = {}
         self._versions: dict[str, str] = {}
         self._deployments: dict[str, LocalDeploymentRecord] = {}
@@ -466,10 +467,15 @@ class LocalRuntime:
 
     def wait_for_report(self, name: str, state: str = "RUNNING",
                         timeout: float | None = None) -> bool:
-        """Wait until the component reports ``state`` with UpdateState in its current run.
-        False on timeout, or as soon as the component is BROKEN."""
+        """Wait until the component reports ``state`` with UpdateState in its current run, or
+        has reported it since this call (a reported ERRORED ends the run that reported it at
+        once). False on timeout, or as soon as the component is BROKEN."""
+        def reported() -> bool:  # now, or since the call (an ERRORED run ends at once)
+            return (self._reported.get(name) == state
+                    or self._report_counts.get((name, state), 0) > before)
+
         def done() -> bool:
-            if self._reported.get(name) == state:
+            if reported():
                 return True
             try:
                 return self.supervisor.state(name) == State.BROKEN
@@ -477,8 +483,9 @@ class LocalRuntime:
                 return False
 
         with self._state_changed:
+            before = self._report_counts.get((name, state), 0)
             self._state_changed.wait_for(lambda: done() or self._closing.is_set(), timeout)
-            return self._reported.get(name) == state
+            return reported()
 
     def restart(self, name: str) -> bool:
         """Stop and start the component again; False if it can't be (e.g. BROKEN)."""
@@ -538,6 +545,7 @@ class LocalRuntime:
         """UpdateState from a component (IPC callback thread)."""
         with self._state_changed:
             self._reported[name] = state
+            self._report_counts[(name, state)] = self._report_counts.get((name, state), 0) + 1
             self._state_changed.notify_all()
         if state == "ERRORED":
             try:
