@@ -70,11 +70,11 @@ def test_an_ended_request_subscription_is_reopened_with_backoff(make, caplog):
     calls = []
     real = h.ipc.subscribe.side_effect
 
-    def flaky(topic, handler, on_error=None, on_closed=None):
+    def flaky(topic, handler, on_error=None, on_closed=None, on_overflow=None):
         calls.append(time.monotonic())
         if len(calls) <= 3:
             raise IpcError(IpcErrorKind.SERVICE, "not now")
-        return real(topic, handler, on_error, on_closed)
+        return real(topic, handler, on_error, on_closed, on_overflow)
 
     h.ipc.subscribe.side_effect = flaky
     server = threading.Thread(target=h.service.serve)
@@ -120,11 +120,11 @@ def test_a_request_topic_that_cannot_be_subscribed_yet_is_retried_not_fatal(make
     real = h.ipc.subscribe.side_effect
     attempts = []
 
-    def refused_once(topic, handler, on_error=None, on_closed=None):
+    def refused_once(topic, handler, on_error=None, on_closed=None, on_overflow=None):
         attempts.append(topic)
         if len(attempts) == 1:
             raise IpcError(IpcErrorKind.UNAUTHORIZED, "not allowed yet")
-        return real(topic, handler, on_error, on_closed)
+        return real(topic, handler, on_error, on_closed, on_overflow)
 
     h.ipc.subscribe.side_effect = refused_once
     h.config["RequestTopic"] = "other/inference"

@@ -108,8 +108,9 @@ class Harness(RecordedIpc):
 
         self.service = ClassifierService(self.ipc, model_loader=loader)
 
-    def _subscribe(self, topic, handler, on_error=None, on_closed=None):
+    def _subscribe(self, topic, handler, on_error=None, on_closed=None, on_overflow=None):
         self.handlers[topic] = handler
+        self.overflow_handlers[topic] = on_overflow
         self.on_closed[topic] = on_closed
         return mocker_sub()
 

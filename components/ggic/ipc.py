@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
-from .ipc_callbacks import CallbackRunner
+from .ipc_callbacks import CallbackRunner, with_overflow
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,12 @@ class _Lifecycle:
 class IpcClient:
     """JSON publish/subscribe, configuration and state over Greengrass IPC."""
 
-    def __init__(self, client: Any = None) -> None:
-        self._runner: CallbackRunner | None = None
+    def __init__(self, client: Any = None, callbacks: CallbackRunner | None = None) -> None:
+        """``client``: an SDK client made with ``executor=None`` (default: connect to the
+        nucleus); ``callbacks``: the runner its subscription callbacks are handed to (default
+        with the default client: a new one; with a given client: none, they run on the SDK's
+        thread)."""
+        self._runner: CallbackRunner | None = callbacks
         self._lifecycle = _Lifecycle()
         self._lost_lock = threading.Lock()
         self._lost_callbacks: list[Callable[[str], None]] = []
@@ -173,8 +177,11 @@ class IpcClient:
                 "on_error": lambda _s, error: self._lifecycle.on_error(error),
             })()
             connection = awsiot.greengrasscoreipc.connect(lifecycle_handler=handler)
-            self._runner = CallbackRunner()
-            client = GreengrassCoreIPCClientV2(client=connection, executor=self._runner)
+            self._runner = callbacks or CallbackRunner()
+            # executor=None: the SDK calls our stream callbacks on its network thread and
+            # _subscribe_stream hands them to the runner itself, so the runner sees our own
+            # callbacks (the SDK would wrap them) and can tell which may overflow
+            client = GreengrassCoreIPCClientV2(client=connection, executor=None)
         self._client = client
 
     # --- connection --------------------------------------------------------------------------
@@ -212,6 +219,10 @@ class IpcClient:
 
     def callback_backlog_peak(self) -> int:
         return self._runner.peak_backlog if self._runner is not None else 0
+
+    def callback_overflowed(self) -> int:
+        """Subscription events that found the callback queue full (see ``on_overflow``)."""
+        return self._runner.overflowed if self._runner is not None else 0
 
     # --- pub/sub -----------------------------------------------------------------------------
 
@@ -252,8 +263,14 @@ class IpcClient:
         handler: MessageHandler,
         on_error: Callable[[IpcError], None] | None = None,
         on_closed: Callable[[], None] | None = None,
+        on_overflow: MessageHandler | None = None,
     ) -> Subscription:
         """Subscribe to a local topic (MQTT wildcards allowed); JSON and binary messages.
+
+        ``on_overflow(topic, payload)``, if given, runs instead of ``handler`` for a message
+        that arrives while the callback queue is full (see :mod:`.ipc_callbacks`), on the
+        SDK's network thread: it must be quick and never block (a binary payload is passed
+        as the SDK gave it, unconverted).
 
         An event the SDK cannot read (say, JSON nested deeper than Python's recursion limit)
         is logged and skipped: the stream stays open. Any other stream error closes the stream;
@@ -269,6 +286,17 @@ class IpcClient:
                 context = event.binary_message.context
                 handler(context.topic if context else topic, bytes(event.binary_message.message))
 
+        def on_overflow_event(event: Any) -> None:
+            assert on_overflow is not None
+            if event.json_message is not None:
+                context = event.json_message.context
+                on_overflow(context.topic if context else topic, event.json_message.message)
+            elif event.binary_message is not None:
+                context = event.binary_message.context
+                on_overflow(context.topic if context else topic, event.binary_message.message)
+
+        if on_overflow is not None:
+            on_event = with_overflow(on_event, on_overflow_event)
         operation = self._subscribe_stream(
             subscription, lambda stream: self._client.subscribe_to_topic(topic=topic, **stream),
             on_event, on_error, on_closed)
@@ -292,10 +320,19 @@ class IpcClient:
             if not subscription.closed_by_us and on_closed is not None:
                 on_closed()
 
+        runner = self._runner
+        stream_event, stream_closed = on_event, on_stream_closed
+        if runner is not None:  # run on the callback thread, in arrival order
+            def stream_event(event: Any) -> None:
+                runner.submit(on_event, event)
+
+            def stream_closed() -> None:
+                runner.submit(on_stream_closed)
+
         try:
-            _response, operation = call({"on_stream_event": on_event,
+            _response, operation = call({"on_stream_event": stream_event,
                                          "on_stream_error": on_stream_error,
-                                         "on_stream_closed": on_stream_closed})
+                                         "on_stream_closed": stream_closed})
         except Exception as exc:
             raise ipc_error_of(exc) from exc
         return operation
@@ -422,6 +459,8 @@ class IpcClient:
             self._client.close()
         except Exception as exc:
             log.debug("closing the IPC client: %s", exc)
+        if self._runner is not None:  # what the SDK's own executor shutdown did
+            self._runner.shutdown(wait=True)
 
 
 def _converted(sdk_future: Future) -> Future:

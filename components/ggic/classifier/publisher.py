@@ -16,7 +16,12 @@ The outbox has two ways in:
   request, shutting down): never waits, because the callback thread must not block, and never
   drops, because each is the only answer its request gets. These answers are small (an id, a
   code, a short constant text); how many can be queued is bounded by how much faster requests
-  arrive than answers leave, for as long as that lasts (``peak`` records it).
+  arrive than answers leave, for as long as that lasts (``peak`` records it);
+* :meth:`Outbox.offer_refusal` for the BUSY answers to requests that found the IPC callback
+  queue full (see :mod:`ggic.ipc_callbacks`): never waits either, but refuses (returns False)
+  once ``REFUSAL_CAPACITY`` answers are in the refusal lane, so a flood longer than the
+  publisher can keep up with cannot grow it without bound (the caller counts the drop). The
+  lane then holds at most ``REFUSAL_CAPACITY`` plus the callback's own refusals (MAX_OWED).
 
 The two are separate lanes and results go first: a result is never queued behind a flood's
 BUSY answers, and the pipeline never waits for room taken by them.
@@ -43,6 +48,8 @@ PUBLISH_ATTEMPTS = 3
 RETRY_PAUSE_S = 0.05
 MAX_IN_FLIGHT = 32
 OUTBOX_CAPACITY = 256
+#: Refusal-lane length beyond which :meth:`Outbox.offer_refusal` refuses.
+REFUSAL_CAPACITY = 2048
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,10 @@ class _Publication:
 class Outbox:
     """Answers waiting for the publisher, plus publishes waiting to be retried."""
 
-    def __init__(self, capacity: int = OUTBOX_CAPACITY) -> None:
+    def __init__(self, capacity: int = OUTBOX_CAPACITY,
+                 refusal_capacity: int = REFUSAL_CAPACITY) -> None:
         self.capacity = capacity
+        self.refusal_capacity = refusal_capacity
         self._results: deque[Outgoing] = deque()
         self._refusals: deque[Outgoing] = deque()
         self._retries: list[tuple[float, int, _Publication]] = []
@@ -91,6 +100,14 @@ class Outbox:
         """Queue an answer without ever waiting (for the IPC callback thread)."""
         with self._cond:
             self._append(self._refusals, item)
+
+    def offer_refusal(self, item: Outgoing) -> bool:
+        """Queue an answer unless ``refusal_capacity`` refusals are queued; never waits."""
+        with self._cond:
+            if len(self._refusals) >= self.refusal_capacity:
+                return False
+            self._append(self._refusals, item)
+            return True
 
     def _append(self, lane: deque[Outgoing], item: Outgoing) -> None:
         lane.append(item)

@@ -61,6 +61,7 @@ from .inputs import InputLimits
 from .metrics import ClassifierMetrics
 from .model import ModelLoadError
 from .model_loader import ModelLoader, default_model_loader
+from .overflow import OverflowAnswers
 from .pipeline import ClassificationPipeline, result_timing
 from .publisher import Outgoing, Publisher
 from .stages import STOP, Job, Prepared, ReadyItem, Stop, WarmUp, WorkItem
@@ -134,6 +135,8 @@ class ClassifierService:
         self._failed_log = RateLimitedCounter(
             "%d request(s) failed in %.1f s; the latest: %s", logger=log)
         self.metrics = ClassifierMetrics(self._work.qsize, ipc, lambda: self.config)
+        self.overflow = OverflowAnswers(self._publisher.outbox, self._count_delivered,
+                                        self.metrics.record_result)
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -258,6 +261,15 @@ class ClassifierService:
         """IPC callback: exactly one answer for every message, whatever it holds."""
         with self._delivery(topic):
             self._take(topic, payload, self.config, time.perf_counter())
+
+    def on_request_overflow(self, topic: str, payload: Any) -> None:  # queue full: .overflow
+        self.overflow.take(payload, self.config, self._publish_policy)
+
+    def _count_delivered(self, delta: int) -> None:
+        with self._pending_lock:  # never waits for MAX_OWED: overflow answers are capped
+            self._pending += delta
+            self.delivered += delta
+            self._pending_lock.notify_all()
 
     def _take(self, topic: str, payload: Any, config: ClassifierConfig,
               received: float) -> None:
@@ -395,7 +407,7 @@ class ClassifierService:
             self._request_sub.close()
         topic = self.config.request_topic
         self._request_sub = self.ipc.subscribe(
-            topic, self.on_request,
+            topic, self.on_request, on_overflow=self.on_request_overflow,
             on_closed=lambda: self._control.put(Control.RESUBSCRIBE_REQUESTS))
         log.info("taking requests from %s", topic)
 
@@ -525,13 +537,14 @@ class ClassifierService:
                       time.monotonic() - started)
         self._stop_threads(0.3)
         self.metrics.publisher.stop()  # publishes the last interval
-        for counter in (self._busy_log, self._refused_log, self._failed_log):
+        for counter in (self._busy_log, self._refused_log, self._failed_log, self.overflow):
             counter.flush()  # the counts since their last line
         log.info("stopped after answering %d requests: %d delivered, %d answered, %d "
                  "unanswered, %d publishes failed; at most %d answers were queued and %d IPC "
-                 "callbacks waiting", self.answered, self.delivered, self.answered,
-                 self.delivered - self.answered, self._publisher.failed,
-                 self._publisher.outbox.peak, self.ipc.callback_backlog_peak())
+                 "callbacks waiting; %d overflowed, %d dropped", self.answered, self.delivered,
+                 self.answered, self.delivered - self.answered, self._publisher.failed,
+                 self._publisher.outbox.peak, self.ipc.callback_backlog_peak(),
+                 self.ipc.callback_overflowed(), self.overflow.dropped)
 
     def _answer_queued_unavailable(self) -> None:
         """Past the drain time: what no worker has taken yet is answered UNAVAILABLE now."""
