@@ -127,6 +127,7 @@ def test_overflow_is_answered_busy_with_the_request_id_read_cheaply() -> None:
         assert by_id.pop("b1") == "local/result"
         assert "late" not in by_id and len(by_id) == 2  # generated ids
         assert h.service.wait_idle(5) and h.service.delivered == h.service.answered == 6
+        assert h.service.overflow.owed == 0
     finally:
         h.service.shutdown()
 
@@ -141,6 +142,7 @@ def test_a_full_refusal_lane_drops_the_overflow_counted_and_logged(caplog) -> No
             h.overflow_handlers["local/inference"]("local/inference", {"request_id": f"d{n}"})
         assert service.overflow.dropped == 3
         assert service.wait_idle(0) and service.delivered == 0  # nothing left owed
+        assert service.overflow.owed == 0
         assert "DROPPED 1 request(s) unanswered" in caplog.text  # the first at once
     finally:
         service.shutdown()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -30,8 +31,8 @@ SCAN_BYTES = 4096
 _BINARY_REQUEST_ID = re.compile(rb'"request_id"\s*:\s*"([A-Za-z0-9._:@/+=-]{1,128})"')
 
 
-def overflow_answer(payload: Any, config: ClassifierConfig,
-                    publish_policy: tuple[str, ...]) -> Outgoing:
+def overflow_answer(payload: Any, config: ClassifierConfig, publish_policy: tuple[str, ...],
+                    done: Callable[[], None] | None = None) -> Outgoing:
     """The BUSY answer to ``payload``, read no further than its id and reply_to."""
     rid: str | None = None
     reply_topic = config.result_topic
@@ -46,12 +47,14 @@ def overflow_answer(payload: Any, config: ClassifierConfig,
     result = ClassificationResult.failure(rid or new_request_id(), ErrorCode.BUSY,
                                           OVERLOADED_MESSAGE)
     return Outgoing(reply_topic, result,
-                    config.iot_core_topic if config.publish_to_iot_core else None)
+                    config.iot_core_topic if config.publish_to_iot_core else None, done)
 
 
 class OverflowAnswers:
     """Answers overflowing requests; ``count_delivered(+1/-1)`` keeps the service's count of
-    delivered (owed) requests, ``record_result`` its metrics."""
+    delivered (owed) requests, ``record_result`` its metrics. :attr:`owed` is how many of
+    those owed answers are ours: the service's MAX_OWED gate leaves them out, or the refusal
+    lane full of BUSY answers would hold back the requests it can classify."""
 
     def __init__(self, outbox: Outbox, count_delivered: Callable[[int], None],
                  record_result: Callable[[ClassificationResult], None]) -> None:
@@ -59,6 +62,8 @@ class OverflowAnswers:
         self._count_delivered = count_delivered
         self._record_result = record_result
         self.dropped = 0
+        self.owed = 0
+        self._lock = threading.Lock()
         self._answered_log = RateLimitedCounter(
             "answered %d request(s) BUSY in %.1f s without reading them: the IPC callback "
             "queue was full (the classifier is overloaded)%s", logger=log)
@@ -70,15 +75,23 @@ class OverflowAnswers:
     def take(self, payload: Any, config: ClassifierConfig,
              publish_policy: tuple[str, ...]) -> None:
         """Never blocks (the SDK's network thread)."""
-        item = overflow_answer(payload, config, publish_policy)
+        item = overflow_answer(payload, config, publish_policy, self._one_done)
+        with self._lock:
+            self.owed += 1
         self._count_delivered(1)  # owed before it can be answered
         if self._outbox.offer_refusal(item):
             self._record_result(item.result)
             self._answered_log.note()
             return
+        with self._lock:
+            self.owed -= 1
         self._count_delivered(-1)
         self.dropped += 1
         self._dropped_log.note()
+
+    def _one_done(self) -> None:
+        with self._lock:
+            self.owed -= 1
 
     def flush(self) -> None:
         for counter in (self._answered_log, self._dropped_log):

@@ -59,6 +59,8 @@ class Outgoing:
     topic: str
     result: ClassificationResult
     iot_core_topic: str | None = None
+    #: called once when this answer is done, just before the publisher's ``on_done``
+    done: Callable[[], None] | None = None
 
 
 @dataclass
@@ -238,4 +240,6 @@ class Publisher:
 
     def _finish(self, publication: _Publication) -> None:
         self._slots.release()
+        if publication.item.done is not None:
+            publication.item.done()
         self.on_done()

@@ -241,8 +241,9 @@ class ClassifierService:
         answered INTERNAL_ERROR here (a bug, never reached by input), so it is never left
         pending."""
         with self._pending_lock:
-            owed = MAX_OWED + self.config.queue_size
-            self._pending_lock.wait_for(lambda: self._pending < owed or self._delivery_closed)
+            owed = MAX_OWED + self.config.queue_size  # .overflow's answers are not counted
+            self._pending_lock.wait_for(lambda: self._pending - self.overflow.owed < owed
+                                        or self._delivery_closed)
             self._pending += 1
             self.delivered += 1
         try:
@@ -261,9 +262,6 @@ class ClassifierService:
         """IPC callback: exactly one answer for every message, whatever it holds."""
         with self._delivery(topic):
             self._take(topic, payload, self.config, time.perf_counter())
-
-    def on_request_overflow(self, topic: str, payload: Any) -> None:  # queue full: .overflow
-        self.overflow.take(payload, self.config, self._publish_policy)
 
     def _count_delivered(self, delta: int) -> None:
         with self._pending_lock:  # never waits for MAX_OWED: overflow answers are capped
@@ -407,7 +405,9 @@ class ClassifierService:
             self._request_sub.close()
         topic = self.config.request_topic
         self._request_sub = self.ipc.subscribe(
-            topic, self.on_request, on_overflow=self.on_request_overflow,
+            topic, self.on_request,  # the callback queue full: see .overflow
+            on_overflow=lambda _topic, payload: self.overflow.take(
+                payload, self.config, self._publish_policy),
             on_closed=lambda: self._control.put(Control.RESUBSCRIBE_REQUESTS))
         log.info("taking requests from %s", topic)
 
