@@ -78,7 +78,6 @@ class RecordedIpc:
 
 def stub_ipc_callbacks(ipc: Any) -> None:
     """An IPC double's answers about its callback thread: all quiet."""
-    ipc.quiesce_callbacks.return_value = True
     ipc.callback_backlog_peak.return_value = 0
 
 

@@ -228,10 +228,6 @@ class IpcClient:
         for callback in callbacks:
             callback(reason)
 
-    def quiesce_callbacks(self, timeout: float) -> bool:
-        """Wait until every subscription callback already received has run."""
-        return self._runner.quiesce(timeout) if self._runner is not None else True
-
     def callback_backlog_peak(self) -> int:
         return self._runner.peak_backlog if self._runner is not None else 0
 

@@ -76,18 +76,18 @@ log = logging.getLogger(__name__)
 MODEL_KEYS = ("ModelDir", "ModelProfile", "LabelsPath", "Backend")
 #: How long a stopping service goes on classifying the requests it accepted; then what is still
 #: queued is answered UNAVAILABLE.
-DRAIN_TIMEOUT_S = 2.0
+DRAIN_TIMEOUT_S = 1.8
 #: How long a stopping service waits for the request stream to close (answering UNAVAILABLE
 #: what still arrives); then it closes the request connection.
-INTAKE_CLOSE_S = 2.0
+INTAKE_CLOSE_S = 1.8
 #: By then every answer has been published and the service has stopped (Greengrass sends
 #: SIGKILL 5 s after SIGTERM; the rest is for the process to exit, with a margin for a loaded
 #: device).
-STOP_BUDGET_S = 3.0
+STOP_BUDGET_S = 2.8
 #: At most this many admitted requests wait for their answer (beyond QueueSize): while that
 #: many do, the request callback waits and the SDK reads no further, so memory stays bounded
 #: and a SIGTERM never finds more answers owed than it can publish in time.
-MAX_OWED = 256
+MAX_OWED = 128
 #: Re-opening a subscription whose stream ended: first pause, doubling up to the last.
 RESUBSCRIBE_BACKOFF_S = (0.1, 5.0)
 BUSY_MESSAGE = "the classifier's queue (QueueSize) is full; retry later"
