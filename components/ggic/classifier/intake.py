@@ -101,12 +101,14 @@ class RequestIntake:
         closed: Future | None = subscription.begin_close() if subscription is not None else None
         in_time = True
         if closed is not None:
+            wait = deadline - time.monotonic()
             try:
-                closed.result(max(0.0, deadline - time.monotonic()))
+                closed.result(max(0.0, wait))
             except FutureTimeout:
                 in_time = False
-                log.warning("the request stream did not close in time; closing its connection "
-                            "(requests it has not read are not delivered)")
+                if wait > 0:  # (no time given: the connection is gone, nothing to say)
+                    log.warning("the request stream did not close in time; closing its "
+                                "connection (requests it has not read are not delivered)")
             except Exception as exc:  # the connection may be gone already
                 log.debug("closing the request stream: %s", exc)
         finished: Future | None = None
