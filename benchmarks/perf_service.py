@@ -3,7 +3,8 @@
 The classifier runs in its own process (``python -m ggic classifier``) against ``ggic.local``'s
 IPC server, configured from its recipe's defaults; requests are 640x480 JPEG ``image_path``
 requests published by real SDK clients in this process, results come back through a real SDK
-subscription.
+subscription. The IPC server runs in a third process, as the nucleus does on a device
+(:mod:`perf_server` says why); :meth:`ClassifierUnderTest.cpu_s` counts the CPU of all three.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import awsiot.greengrasscoreipc
 import yaml
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
-
-from ggic.local.ipc_server import IpcServer
+from perf_server import IpcServerProcess, process_cpu_s
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER = "com.custom.ImageClassifier"
@@ -68,7 +68,7 @@ class ClassifierUnderTest:
     def __init__(self, model_dir: Path, image_dir: Path, clients: int = 4,
                  **settings: str) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="ggic-bench-"))
-        self.server = IpcServer(self.root / "ipc.socket")
+        self.server = IpcServerProcess(self.root / "ipc.socket")
         config = {**recipe_defaults(), "ModelDir": str(model_dir), "ModelProfile": "auto",
                   "AllowedImageDirs": [str(image_dir)], "ScoreThreshold": "0", **settings}
         self.config = config
@@ -112,6 +112,12 @@ class ClassifierUnderTest:
         if message.get("status") != "ok":
             raise RuntimeError(f"request {request_id} failed: {message}")
         return box["arrived"] - started, message
+
+    def cpu_s(self) -> dict[str, float | None]:
+        """CPU seconds so far of the classifier process, the IPC server process and this
+        process (the SDK clients; also whatever else this process runs)."""
+        return {"classifier": process_cpu_s(self.process.pid), "ipc_server": self.server.cpu_s(),
+                "clients": process_cpu_s(os.getpid())}
 
     def close(self) -> None:
         for client in getattr(self, "clients", []):
@@ -166,3 +172,15 @@ def pipelined_images_per_s(service: ClassifierUnderTest, images: list[Path],
     if errors:
         raise errors[0]
     return clients * per_client / elapsed
+
+
+def cpu_ms_per_image(before: dict[str, float | None], after: dict[str, float | None],
+                     images: int) -> dict[str, float]:
+    """CPU milliseconds per image of each process between two :meth:`ClassifierUnderTest.cpu_s`
+    readings (processes /proc could not tell about are left out)."""
+    out = {}
+    for name, start in before.items():
+        end = after.get(name)
+        if start is not None and end is not None:
+            out[name] = (end - start) * 1000.0 / images
+    return out
