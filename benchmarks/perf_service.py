@@ -3,8 +3,8 @@
 The classifier runs in its own process (``python -m ggic classifier``) against ``ggic.local``'s
 IPC server, configured from its recipe's defaults; requests are 640x480 JPEG ``image_path``
 requests published by real SDK clients in this process, results come back through a real SDK
-subscription. The IPC server runs in a third process, as the nucleus does on a device
-(:mod:`perf_server` says why); :meth:`ClassifierUnderTest.cpu_s` counts the CPU of all three.
+subscription. :meth:`ClassifierUnderTest.cpu_s` counts the CPU of the classifier process, of the
+IPC server's thread and of the rest of this process (the SDK clients).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import awsiot.greengrasscoreipc
 import yaml
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
-from perf_server import IpcServerProcess, process_cpu_s
+from perf_cpu import process_cpu_s, thread_cpu_s, threads_started_by
+
+from ggic.local.ipc_server import IpcServer
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER = "com.custom.ImageClassifier"
@@ -68,13 +70,14 @@ class ClassifierUnderTest:
     def __init__(self, model_dir: Path, image_dir: Path, clients: int = 4,
                  **settings: str) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="ggic-bench-"))
-        self.server = IpcServerProcess(self.root / "ipc.socket")
+        self.server = IpcServer(self.root / "ipc.socket")
         config = {**recipe_defaults(), "ModelDir": str(model_dir), "ModelProfile": "auto",
                   "AllowedImageDirs": [str(image_dir)], "ScoreThreshold": "0", **settings}
         self.config = config
         self.server.register_component(CLASSIFIER, configuration=config,
                                        access_control=config["accessControl"])
-        self.server.start()
+        # its event loop's thread: the IPC server's CPU (the nucleus's, on a device)
+        self.server_threads = threads_started_by(self.server.start)
         env = dict(os.environ)
         env.update(self.server.component_env(CLASSIFIER))
         env["PYTHONPATH"] = str(REPO / "components")
@@ -114,10 +117,14 @@ class ClassifierUnderTest:
         return box["arrived"] - started, message
 
     def cpu_s(self) -> dict[str, float | None]:
-        """CPU seconds so far of the classifier process, the IPC server process and this
-        process (the SDK clients; also whatever else this process runs)."""
-        return {"classifier": process_cpu_s(self.process.pid), "ipc_server": self.server.cpu_s(),
-                "clients": process_cpu_s(os.getpid())}
+        """CPU seconds so far of the classifier process, of the IPC server's thread and of
+        the rest of this process (the SDK clients; also whatever else this process runs)."""
+        server = [thread_cpu_s(thread) for thread in self.server_threads]
+        server_s = None if None in server else sum(s for s in server if s is not None)
+        total = process_cpu_s(os.getpid())
+        clients = None if total is None or server_s is None else total - server_s
+        return {"classifier": process_cpu_s(self.process.pid), "ipc_server": server_s,
+                "clients": clients}
 
     def close(self) -> None:
         for client in getattr(self, "clients", []):

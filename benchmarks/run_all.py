@@ -48,8 +48,8 @@ from typing import Any
 import cv2
 import numpy as np
 from perf_common import CpuHog, ModelThread, describe_machine, machine, median_of_runs, stats
+from perf_cpu import process_cpu_s
 from perf_isolated import InferenceProcess
-from perf_server import process_cpu_s
 from perf_service import (
     ClassifierUnderTest,
     cpu_ms_per_image,
