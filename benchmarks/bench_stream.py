@@ -7,11 +7,15 @@ folder if ``--model-dir`` is not given), a video written here from the sample ph
 
 * ``in-process``: one loop in this process: ``VideoCapture.read``, the classifier's
   preprocessing, ``model.run``, top-k. Per-frame time = all of it; capture -> result latency =
-  from the frame read to its top-k.
+  from the frame read to its top-k. The model runs with the same thread count as the
+  classifier's (``InferenceThreads``, the recipe default unless ``--inference-threads``), set
+  the classifier's way (``apply_inference_threads`` on the loop's thread before the first run),
+  so the ratio compares the same model work.
 * ``stream <transport>/<format> x<MaxInFlight>``: the real classifier process (recipe defaults,
   the model) and a real requester process per run (``Source`` = the video, ``VideoRealTime``
-  false: every frame, sent as soon as MaxInFlight allows), through ggic.local's IPC server and
-  the real awsiotsdk client. Results/s from the result arrivals; capture -> result latency from
+  false: every frame, sent as soon as MaxInFlight allows; the requester reads one frame ahead
+  while a request is outstanding), through ggic.local's IPC server and the real awsiotsdk
+  client. Results/s from the result arrivals; capture -> result latency from
   the requester's own log line per result.
 * ``stream ... 30 fps``: the same video played in real time (VideoRealTime true): frames
   arriving while busy are dropped.
@@ -66,13 +70,16 @@ def write_video(path: Path, frames: int) -> Path:
     return path
 
 
-def in_process(model_dir: Path, video: Path) -> dict[str, float]:
+def in_process(model_dir: Path, video: Path, threads: int) -> dict[str, float]:
+    from ggic.classifier.inference_threads import apply_inference_threads
     from ggic.classifier.model import load_model
     from ggic.classifier.postprocess import scores_from_output, top_k
     from ggic.classifier.preprocess import preprocess
     from ggic.classifier.profiles import resolve_profile
 
-    model = load_model(str(model_dir), resolve_profile("efficientnet-lite0"))
+    model = load_model(str(model_dir), resolve_profile("efficientnet-lite0"), warm_up=False)
+    apply_inference_threads(threads, model.backend)  # as the classifier's inference thread
+    model.warm_up()
     capture = cv2.VideoCapture(str(video))
     latencies, per_frame = [], []
     started = time.perf_counter()
@@ -152,7 +159,7 @@ def quantile(values: list[float], q: float) -> float:
 class Stream:
     """The classifier process under ggic.local's IPC server; one requester run per call."""
 
-    def __init__(self, work: Path, model_dir: Path) -> None:
+    def __init__(self, work: Path, model_dir: Path, threads: int) -> None:
         from ggic.local.ipc_server import IpcServer
 
         self.work = work
@@ -161,7 +168,8 @@ class Stream:
         self.server = IpcServer(work / "ipc.socket")
         config = {**recipe_defaults(CLASSIFIER), "ModelDir": str(model_dir),
                   "ModelProfile": "efficientnet-lite0", "AllowedImageDirs": [
-                      str(self.frames_dir)], "MetricsInterval": "0"}
+                      str(self.frames_dir)], "MetricsInterval": "0",
+                  "InferenceThreads": str(threads)}
         self.server.register_component(CLASSIFIER, configuration=config,
                                        access_control=config["accessControl"])
         self.server.start()
@@ -222,12 +230,11 @@ def main() -> None:
                              "comma-separated texts (e.g. 'file/bmp x1,inline/jpeg x1')")
     parser.add_argument("--transport-reps", type=int, default=200,
                         help="repetitions of the per-frame transport cost measurement")
-    parser.add_argument("--omp-threads", type=int, default=1,
-                        help="OMP_NUM_THREADS for the in-process loop's model (default 1, as the "
-                             "classifier's recipe default InferenceThreads 1); 0: as set")
+    parser.add_argument("--inference-threads", type=int,
+                        default=int(recipe_defaults(CLASSIFIER)["InferenceThreads"]),
+                        help="InferenceThreads of the classifier and of the in-process loop "
+                             "(default: the classifier recipe's)")
     args = parser.parse_args()
-    if args.omp_threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)  # before the model loads
     load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="ggic-bench-stream-") as tmp:
         work = Path(tmp)
@@ -239,11 +246,12 @@ def main() -> None:
             build_demo_model(model_dir)
         video = write_video(work / "video.avi", args.frames)
         costs = transport_costs(model_dir, video, args.transport_reps)
-        stream = Stream(work, model_dir)
+        stream = Stream(work, model_dir, args.inference_threads)
         runs: dict[str, list[dict[str, float]]] = {}
         try:
             for _ in range(args.rounds):
-                runs.setdefault("in-process", []).append(in_process(model_dir, video))
+                runs.setdefault("in-process", []).append(
+                    in_process(model_dir, video, args.inference_threads))
                 for transport, fmt, in_flight, real_time in STREAM_CASES:
                     label = (f"stream {transport}/{fmt} x{in_flight}"
                              + (" 30 fps" if real_time else ""))
@@ -258,7 +266,8 @@ def main() -> None:
             for key in ("results_per_s", "median_ms", "per_frame_ms")}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f} (at the start "
-          f"{load_at_start:.2f}); OMP_NUM_THREADS {os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+          f"{load_at_start:.2f}); InferenceThreads {args.inference_threads} (classifier and "
+          f"in-process loop), OMP_NUM_THREADS {os.environ.get('OMP_NUM_THREADS', 'unset')}; "
           f"{args.frames} frames of 640x480, {args.rounds} rounds (medians)")
     print(f"{'case':34s} {'results/s':>9s} {'x in-proc':>9s} {'lat med':>8s} {'lat p99':>8s} "
           f"{'med - in-proc frame':>20s} {'dropped':>7s}")

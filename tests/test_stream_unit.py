@@ -63,7 +63,7 @@ def test_in_flight_requests_expire_after_the_timeout():
     table = InFlight(limit=2)
     old = Frame(1, time.time() - 5, time.monotonic() - 5, 0)
     new = Frame(2, time.time(), time.monotonic(), 1)
-    table.add("a", old)
+    table.add("a", old, sent_mono=time.monotonic() - 5)
     table.add("b", new)
     assert not table.has_room()
     assert table.expired(1.0) == [("a", old)]
