@@ -98,3 +98,6 @@ def test_a_result_is_one_log_line_whatever_its_text():
         "cam-7-1", "MODEL_ERROR", "bad\nFAKE INFO line" + "x" * 1000), 12.34)
     assert "\n" not in line and "bad\\nFAKE" in line and len(line) < 400
     assert line.startswith("frame 7: error MODEL_ERROR: ") and "capture->result 12.3 ms" in line
+    line = format_frame_result(frame, ClassificationResult.failure("cam-7-1", "X", "y"), 12.34,
+                               5.06)
+    assert "(capture->result 12.3 ms, sent->result 5.1 ms)" in line

@@ -83,11 +83,16 @@ class InFlight:
             self._sent[request_id] = time.monotonic() if sent_mono is None else sent_mono
 
     def pop(self, request_id: str) -> Frame | None:
+        popped = self.pop_sent(request_id)
+        return popped[0] if popped is not None else None
+
+    def pop_sent(self, request_id: str) -> tuple[Frame, float] | None:
+        """Remove a request answered: its frame and when it was sent (None: not in flight)."""
         with self._changed:
             frame = self._frames.pop(request_id, None)
-            self._sent.pop(request_id, None)
+            sent = self._sent.pop(request_id, 0.0)
             self._changed.notify_all()
-            return frame
+            return (frame, sent) if frame is not None else None
 
     def expired(self, timeout: float) -> list[tuple[str, Frame]]:
         """Remove and return the requests sent more than ``timeout`` seconds ago."""

@@ -167,13 +167,15 @@ class StreamService:
         except Exception as exc:  # ValueError, KeyError, ClassificationError
             log.warning("ignoring an unreadable result on %s: %s", topic, exc)
             return
-        frame = self.in_flight.pop(result.request_id)
-        if frame is None:
+        popped = self.in_flight.pop_sent(result.request_id)
+        if popped is None:
             return  # another requester's, or after its timeout
-        latency_ms = (time.monotonic() - frame.captured_mono) * 1000.0
+        frame, sent_mono = popped
+        now = time.monotonic()
+        latency_ms = (now - frame.captured_mono) * 1000.0
         frame.release_slot()
         self.metrics.result(result.ok, latency_ms)
-        line = format_frame_result(frame, result, latency_ms)
+        line = format_frame_result(frame, result, latency_ms, (now - sent_mono) * 1000.0)
         if result.ok:
             log.info("%s", line)
         else:
@@ -425,8 +427,10 @@ class StreamService:
                 self.metrics.count("timeouts")
 
 
-def format_frame_result(frame: Frame, result: ClassificationResult, latency_ms: float) -> str:
-    """One log line per result: the frame, its top labels, capture -> result latency."""
+def format_frame_result(frame: Frame, result: ClassificationResult, latency_ms: float,
+                        sent_ms: float | None = None) -> str:
+    """One log line per result: the frame, its top labels, capture -> result latency (and
+    sent -> result: the rest is the time the frame waited to be sent)."""
     head = f"frame {frame.seq}"
     if not result.ok:
         body = f"error {result.error_code}: {result.error_message}"
@@ -434,6 +438,7 @@ def format_frame_result(frame: Frame, result: ClassificationResult, latency_ms: 
         body = ", ".join(f"{p.label} {p.score:.2f}" for p in result.predictions[:3])
     else:
         body = "nothing above the threshold"
-    return (f"{head}: {escape(body, 300)} (capture->result {latency_ms:.1f} ms) "
+    sent = "" if sent_ms is None else f", sent->result {sent_ms:.1f} ms"
+    return (f"{head}: {escape(body, 300)} (capture->result {latency_ms:.1f} ms{sent}) "
             f"[{result.request_id}]")
 
