@@ -176,3 +176,25 @@ def test_a_video_is_read_exactly_one_frame_ahead_and_no_frame_is_dropped(tmp_pat
         service.stop()
         loop.join(30)
     assert dict(service.metrics.totals) == {"captured": 4, "sent": 4, "ok": 4}
+
+
+def test_switching_the_transport_and_back_keeps_one_ring_so_slots_in_flight_stay_taken(
+        tmp_path: Path):
+    """FrameTransport file -> inline -> file while a frame is in flight: the frames after the
+    switch back come from the same ring, whose slot the frame in flight still holds (a new
+    ring would hand that slot, the same file, out again)."""
+    settings = {"Source": "rtsp://cam/stream", "FrameDirectory": str(tmp_path / "frames"),
+                "StreamName": "switch", "MetricsInterval": "0"}
+    configs = [config_from_mapping(RequesterConfig, {**settings, "FrameTransport": transport})
+               for transport in ("file", "inline", "file")]
+    current = [configs[0]]
+    service = StreamService(StandInIpc(), lambda: current[0],  # type: ignore[arg-type]
+                            use_ipc_config=False)
+    first_ring = service.sender.ring
+    in_flight_slot = service.sender.acquire_slot()  # the frame in flight holds it
+    for config in configs[1:]:
+        current[0] = config
+        service._apply_config_update()
+    assert service.sender.transport.value == "file" and service.sender.ring is first_ring
+    free = {service.sender.acquire_slot() for _ in range(ring_slots(1) - 1)}
+    assert in_flight_slot not in free and service.sender.acquire_slot() is None

@@ -103,6 +103,8 @@ class StreamService:
         self._changes: queue.Queue[Any] = queue.Queue(maxsize=256)
         self._detector = ChangeDetector(self.config.change_threshold)
         self._seq = 0
+        self._frame_dir = Path(self.config.frame_directory) / self.config.stream_name
+        self._rings: dict[FrameFormat, FrameRing] = {}
         self.sender = self._make_sender(self.config)
         self._publisher = MetricsPublisher(self.ipc.publish, self.metrics.take,
                                            lambda: MetricsSettings.of(self.config),
@@ -124,8 +126,12 @@ class StreamService:
         transport, fmt = FrameTransport(config.frame_transport), FrameFormat(config.frame_format)
         ring = None
         if transport is FrameTransport.FILE:
-            ring = FrameRing(Path(config.frame_directory) / config.stream_name,
-                             ring_slots(config.max_in_flight), fmt)
+            # one ring per format for the component's life: after a switch and back, the frames
+            # still in flight hold slots of the same ring, so none is reused early
+            ring = self._rings.get(fmt)
+            if ring is None:
+                ring = self._rings[fmt] = FrameRing(self._frame_dir,
+                                                    ring_slots(self.in_flight.limit), fmt)
         return FrameSender(transport, fmt, ring)
 
     def start(self) -> None:
@@ -156,8 +162,8 @@ class StreamService:
         self._publisher.stop()
         for thread in self._threads:
             thread.join(timeout=2)
-        if self.sender.ring is not None:
-            self.sender.ring.remove_files()
+        for ring in self._rings.values():
+            ring.remove_files()
 
     # --- results (IPC callback threads: no blocking, no IPC calls) ---------------------------
 
@@ -209,9 +215,15 @@ class StreamService:
 
         while not give_up():
             ready = self.in_flight.claim(give_up, min(1.0, self.config.result_timeout))
-            if ready is not None:
-                self._publish(ready)
-            self._expire(self.config)
+            try:
+                if ready is not None:
+                    self._publish(ready)
+                self._expire(self.config)
+            except Exception:  # a bug must not silently end the sending: log it, go on
+                log.exception("the frame sender failed")
+                if ready is not None and self.in_flight.pop(ready.request_id) is not None:
+                    ready.frame.release_slot()
+                    self.metrics.count("send_failures")
 
     def _stop_sending(self) -> None:
         self._sending.clear()
@@ -288,8 +300,8 @@ class StreamService:
         self.backoff.max_delay = new.reconnect_max_delay
         self._detector.threshold = new.change_threshold
         transport, fmt = FrameTransport(new.frame_transport), FrameFormat(new.frame_format)
-        if (transport, fmt) != (self.sender.transport, self.sender.fmt) and \
-                self.in_flight.idle():  # frames hold their own ring: switching is safe
+        if (transport, fmt) != (self.sender.transport, self.sender.fmt):
+            # only this thread prepares frames, and each frame holds the ring of its slot
             self.sender = self._make_sender(new)
         log.info("configuration updated")
         return reopen
