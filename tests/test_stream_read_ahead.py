@@ -16,7 +16,7 @@ import pytest
 from ggic.config import RequesterConfig, config_from_mapping
 from ggic.messages import ClassificationResult, ImageSource, Prediction, SourceKind
 from ggic.requester.frames import FrameFormat, FrameRing
-from ggic.requester.handoff import Frame, InFlight, ReadyFrame, ring_slots
+from ggic.requester.handoff import Frame, InFlight, ReadTiming, ReadyFrame, ring_slots
 from ggic.requester.stream import StreamService, parse_frame_id
 
 
@@ -100,6 +100,31 @@ def test_the_ring_has_a_slot_for_each_request_the_pending_frame_and_the_next(tmp
     superseded.frame.release_slot()  # never sent: free at once...
     assert ring.acquire() == pending  # ...and the only slot free: none in flight is reused
     assert ring.acquire() is None
+
+
+def test_the_next_room_is_expected_from_the_oldest_request_only_when_the_table_is_full():
+    table = InFlight(limit=2)
+    table.add("a", ready(1).frame, sent_mono=100.0)
+    assert table.next_room_from() is None  # room now: read at once
+    table.add("b", ready(2).frame, sent_mono=90.0)
+    assert table.next_room_from() == 90.0
+    table.pop("b")
+    assert table.next_room_from() is None
+
+
+def test_a_flat_out_video_frame_is_read_just_in_time_for_the_result_that_frees_room():
+    timing = ReadTiming()
+    for _ in range(ReadTiming.MIN_SAMPLES - 1):
+        timing.round_trip(0.010)
+        timing.capture(0.003)
+    assert timing.read_at(50.0) == 50.0  # too few samples yet: at once
+    timing.round_trip(0.010)
+    timing.capture(0.003)
+    # sent at 50.0, result expected at 50.010: a 3 ms read starts 1 ms early enough
+    assert timing.read_at(50.0) == pytest.approx(50.0 + 0.010 - 0.003 - ReadTiming.MARGIN_S)
+    for _ in range(ReadTiming.WINDOW):
+        timing.capture(0.020)  # reads now take longer than a round trip: at once
+    assert timing.read_at(50.0) == 50.0
 
 
 # --- the capture loop, with a stand-in IPC client ---------------------------------------------

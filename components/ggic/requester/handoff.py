@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -158,7 +159,54 @@ class InFlight:
             return self._changed.wait_for(lambda: self._pending is None or give_up(),
                                           timeout) and self._pending is None
 
+    def next_room_from(self) -> float | None:
+        """When the oldest request in flight was sent, if the table is full (the room it will
+        free is the next); None if there is room now."""
+        with self._changed:
+            if len(self._frames) < self.limit or not self._sent:
+                return None
+            return min(self._sent.values())
+
     def idle(self) -> bool:
         """Nothing pending and nothing in flight."""
         with self._changed:
             return self._pending is None and not self._frames
+
+
+class ReadTiming:
+    """When to read the next frame of a video classified flat out (VideoRealTime false): just
+    in time for the result that frees room, not at once, so the frame read ahead does not wait
+    (and age) as the pending frame for most of a round trip. From the recent round trips (sent
+    -> result; their lower quartile, so the frame is usually ready before the result) and
+    captures (read + encode; their upper quartile); no wait until it has seen a few of each."""
+
+    WINDOW = 16
+    MIN_SAMPLES = 4
+    MARGIN_S = 0.001
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._round_trips: deque[float] = deque(maxlen=self.WINDOW)
+        self._captures: deque[float] = deque(maxlen=self.WINDOW)
+
+    def round_trip(self, seconds: float) -> None:
+        with self._lock:
+            self._round_trips.append(seconds)
+
+    def capture(self, seconds: float) -> None:
+        with self._lock:
+            self._captures.append(seconds)
+
+    def read_at(self, oldest_sent: float) -> float:
+        """When to start reading, given when the request whose result frees room was sent."""
+        with self._lock:
+            if min(len(self._round_trips), len(self._captures)) < self.MIN_SAMPLES:
+                return oldest_sent
+            round_trip = _quantile(self._round_trips, 0.25)
+            capture = _quantile(self._captures, 0.75)
+        return oldest_sent + max(0.0, round_trip - capture - self.MARGIN_S)
+
+
+def _quantile(values: deque[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

@@ -16,7 +16,8 @@ the log says how long it has been down; the component stays RUNNING. A video fil
 the component FINISHED (exit 0), or starts again with LoopVideo. With VideoRealTime (the
 default) a video file plays at its own frame rate, like a camera; without it every frame is
 classified, as fast as results come back: the capture loop reads exactly one frame ahead (it
-waits while a frame is pending), so nothing is dropped.
+waits while a frame is pending), so nothing is dropped, and starts each read just in time for
+the result that frees room (:class:`.handoff.ReadTiming`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ..log_text import escape
 from ..messages import ClassificationRequest, ClassificationResult, decode_payload
 from ..rate_limited_log import RateLimitedCounter
 from .frames import FrameFormat, FrameRing, FrameSender, FrameTransport
-from .handoff import Frame, InFlight, ReadyFrame, ring_slots
+from .handoff import Frame, InFlight, ReadTiming, ReadyFrame, ring_slots
 from .metrics import StreamMetrics
 from .sources import Backoff, FrameSource, SourceKind, parse_source
 
@@ -97,6 +98,7 @@ class StreamService:
         self.backoff = Backoff(self.config.reconnect_max_delay)
         self.metrics = StreamMetrics(self.config.stream_name, self.backoff.down_for)
         self.in_flight = InFlight(self.config.max_in_flight)
+        self._read_timing = ReadTiming()
         self._stop = threading.Event()
         self._reconfigure = threading.Event()
         self._subs: list[Subscription] = []
@@ -178,6 +180,7 @@ class StreamService:
             return  # another requester's, or after its timeout
         frame, sent_mono = popped
         now = time.monotonic()
+        self._read_timing.round_trip(now - sent_mono)
         latency_ms = (now - frame.captured_mono) * 1000.0
         frame.release_slot()
         self.metrics.result(result.ok, latency_ms)
@@ -329,6 +332,7 @@ class StreamService:
                     pacing_start, played = None, 0
                 if self._read_one_ahead(config):
                     continue
+                read_started = time.monotonic()
                 frame = source.read()
                 if frame is None:
                     if self.spec.kind is SourceKind.VIDEO_FILE:
@@ -360,6 +364,7 @@ class StreamService:
                     continue
                 last_taken = captured_mono
                 self._prepare(frame, Frame(self._seq, captured_at, captured_mono, -1), config)
+                self._read_timing.capture(time.monotonic() - read_started)
             return 0
         finally:
             source.release()
@@ -370,13 +375,22 @@ class StreamService:
 
     def _read_one_ahead(self, config: RequesterConfig) -> bool:
         """A video file classified frame by frame (VideoRealTime false): read the next frame
-        only once the pending one has been sent (it is read while earlier frames are being
-        classified, and none is dropped). True: go round again."""
+        only once the pending one has been sent, and then just in time for the result that
+        frees room (:class:`.handoff.ReadTiming`; at once if there is room), so it is read
+        while earlier frames are being classified and none is dropped. True: go round
+        again."""
         if self.spec.kind is not SourceKind.VIDEO_FILE or config.video_real_time:
             return False
-        sent = self.in_flight.wait_until_sent(self._stop.is_set,
-                                              min(1.0, config.result_timeout))
-        return not sent
+        if not self.in_flight.wait_until_sent(self._stop.is_set,
+                                              min(1.0, config.result_timeout)):
+            return True
+        oldest_sent = self.in_flight.next_room_from()
+        if oldest_sent is not None:
+            wait = self._read_timing.read_at(oldest_sent) - time.monotonic()
+            if wait > 0:  # until then, or until room frees earlier
+                self.in_flight.wait(lambda n: n < self.in_flight.limit or self._stop.is_set(),
+                                    wait)
+        return self._stop.is_set()
 
     def _open(self, source: FrameSource) -> bool:
         if source.open():
