@@ -414,7 +414,7 @@ class StreamService:
         pending frame; the pending frame it supersedes is dropped."""
         sender = self.sender
         slot = sender.acquire_slot()
-        if slot is None:  # cannot happen with ring_slots(); after a reconfiguration, say
+        if slot is None:  # cannot happen (ring_slots); if it ever did: dropped, counted
             self.metrics.count("dropped")
             return
         frame = Frame(frame.seq, frame.captured_at, frame.captured_mono, slot, sender.ring)
