@@ -130,9 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="640x480,1920x1080")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall clock, or the process's CPU time (see above)")
+    parser.add_argument("--opencv-threads", type=int, default=None,
+                        help="cv2.setNumThreads(N) first (the classifier leaves OpenCV's default)")
     parser.add_argument("--model", type=Path, default=Path(".ggic/bench/efficientnet-lite0"),
                         help="a Lite0 model directory (benchmarks/run_all.py builds it)")
     args = parser.parse_args(argv)
+    if args.opencv_threads is not None:
+        cv2.setNumThreads(args.opencv_threads)
     print(f"machine: {describe_machine(machine())}; OpenCV {cv2.__version__}, "
           f"{cv2.getNumThreads()} threads")
     if not (args.model / "compiled.so").is_file():
