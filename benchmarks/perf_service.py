@@ -3,7 +3,8 @@
 The classifier runs in its own process (``python -m ggic classifier``) against ``ggic.local``'s
 IPC server, configured from its recipe's defaults; requests are 640x480 JPEG ``image_path``
 requests published by real SDK clients in this process, results come back through a real SDK
-subscription.
+subscription. :meth:`ClassifierUnderTest.cpu_s` counts the CPU of the classifier process, of the
+IPC server's thread and of the rest of this process (the SDK clients).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import awsiot.greengrasscoreipc
 import yaml
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
+from perf_cpu import process_cpu_s, thread_cpu_s, threads_started_by
 
 from ggic.local.ipc_server import IpcServer
 
@@ -74,7 +76,8 @@ class ClassifierUnderTest:
         self.config = config
         self.server.register_component(CLASSIFIER, configuration=config,
                                        access_control=config["accessControl"])
-        self.server.start()
+        # its event loop's thread: the IPC server's CPU (the nucleus's, on a device)
+        self.server_threads = threads_started_by(self.server.start)
         env = dict(os.environ)
         env.update(self.server.component_env(CLASSIFIER))
         env["PYTHONPATH"] = str(REPO / "components")
@@ -112,6 +115,16 @@ class ClassifierUnderTest:
         if message.get("status") != "ok":
             raise RuntimeError(f"request {request_id} failed: {message}")
         return box["arrived"] - started, message
+
+    def cpu_s(self) -> dict[str, float | None]:
+        """CPU seconds so far of the classifier process, of the IPC server's thread and of
+        the rest of this process (the SDK clients; also whatever else this process runs)."""
+        server = [thread_cpu_s(thread) for thread in self.server_threads]
+        server_s = None if None in server else sum(s for s in server if s is not None)
+        total = process_cpu_s(os.getpid())
+        clients = None if total is None or server_s is None else total - server_s
+        return {"classifier": process_cpu_s(self.process.pid), "ipc_server": server_s,
+                "clients": clients}
 
     def close(self) -> None:
         for client in getattr(self, "clients", []):
@@ -166,3 +179,15 @@ def pipelined_images_per_s(service: ClassifierUnderTest, images: list[Path],
     if errors:
         raise errors[0]
     return clients * per_client / elapsed
+
+
+def cpu_ms_per_image(before: dict[str, float | None], after: dict[str, float | None],
+                     images: int) -> dict[str, float]:
+    """CPU milliseconds per image of each process between two :meth:`ClassifierUnderTest.cpu_s`
+    readings (processes /proc could not tell about are left out)."""
+    out = {}
+    for name, start in before.items():
+        end = after.get(name)
+        if start is not None and end is not None:
+            out[name] = (end - start) * 1000.0 / images
+    return out

@@ -50,8 +50,15 @@ from typing import Any
 import cv2
 import numpy as np
 from perf_common import CpuHog, ModelThread, describe_machine, machine, median_of_runs, stats
+from perf_cpu import process_cpu_s
 from perf_isolated import InferenceProcess
-from perf_service import ClassifierUnderTest, overhead_ms, pipelined_images_per_s, recipe_defaults
+from perf_service import (
+    ClassifierUnderTest,
+    cpu_ms_per_image,
+    overhead_ms,
+    pipelined_images_per_s,
+    recipe_defaults,
+)
 
 from ggic.classifier.inference_threads import apply_inference_threads
 from ggic.classifier.inputs import InputLimits
@@ -66,6 +73,7 @@ from ggic.sample_images import sample_photo_paths
 SIZES = ((640, 480), (1920, 1080), (4032, 3024))
 LIMITS = InputLimits()
 DEFAULT_OUT = Path(".ggic/bench/run_all.json")
+CPU_NAMES = {"ipc_server": "IPC server", "loop": "sequential loop"}
 
 
 def log(message: str) -> None:
@@ -273,9 +281,14 @@ def service_figures(name: str, model_dir: Path, images: list[Path], runs: int,
         per_client = 20 if name == "lite0" else 40
         pipelined_images_per_s(service, images, 3)
         service_rates, loop_rates, default_rates, ratios, default_ratios = [], [], [], [], []
+        cpu: dict[str, list[float]] = {}
         for _run in range(runs):
+            before = {**service.cpu_s(), "loop": process_cpu_s(loop.process.pid)}
             service_rates.append(pipelined_images_per_s(service, images, per_client))
             loop_rates.append(loop.classify_per_s(4 * per_client))
+            after = {**service.cpu_s(), "loop": process_cpu_s(loop.process.pid)}
+            for process, ms in cpu_ms_per_image(before, after, 4 * per_client).items():
+                cpu.setdefault(process, []).append(ms)
             default_rates.append(all_cpus.classify_per_s(4 * per_client))
             ratios.append(service_rates[-1] / loop_rates[-1])
             default_ratios.append(service_rates[-1] / default_rates[-1])
@@ -284,6 +297,10 @@ def service_figures(name: str, model_dir: Path, images: list[Path], runs: int,
         out["throughput_ratio"] = median_of_runs(ratios)
         out["sequential_default_threads_images_per_s"] = median_of_runs(default_rates)
         out["throughput_ratio_vs_default_threads"] = median_of_runs(default_ratios)
+        out["cpu_ms_per_image"] = {process: median_of_runs(ms) for process, ms in cpu.items()}
+        if cpu:
+            log(f"  {name}: CPU per image (median ms): " + ", ".join(
+                f"{process} {statistics.median(ms):.2f}" for process, ms in cpu.items()))
         log(f"  {name}: 4 pipelined clients {statistics.median(service_rates):.1f} images/s, "
             f"sequential loop {statistics.median(loop_rates):.1f} (InferenceThreads "
             f"{threads}): {statistics.median(ratios):.2f}x; sequential loop with all CPUs "
@@ -385,6 +402,13 @@ def markdown(results: dict[str, Any]) -> str:
                 f"({entry['throughput_ratio']['median']:.2f}x) | "
                 f"{entry['sequential_default_threads_images_per_s']['median']:.0f} images/s "
                 f"({entry['throughput_ratio_vs_default_threads']['median']:.2f}x) |")
+        cpu_lines = [f"{name}: " + ", ".join(
+            f"{CPU_NAMES.get(process, process)} {ms['median']:.2f}" for process, ms in
+            entry["cpu_ms_per_image"].items()) for name, entry in service.items()
+            if entry.get("cpu_ms_per_image")]
+        if cpu_lines:
+            lines += ["", "CPU per image with 4 pipelined clients (ms, median of the runs): "
+                      + "; ".join(cpu_lines) + "."]
         lite0 = service.get("lite0", {})
         if "overhead_ms" in lite0:
             lines += ["", f"One request at a time (Lite0): round trip median "

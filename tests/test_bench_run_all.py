@@ -34,7 +34,9 @@ def results(overhead_median: float, hog_ratio: float) -> dict:
             "service_inference_ms": stats([10.0] * 10), "throughput_ratio": runs(1.1),
             "service_images_per_s": runs(90), "sequential_images_per_s": runs(80),
             "sequential_default_threads_images_per_s": runs(85),
-            "throughput_ratio_vs_default_threads": runs(1.05)}},
+            "throughput_ratio_vs_default_threads": runs(1.05),
+            "cpu_ms_per_image": {"classifier": runs(12.5), "ipc_server": runs(0.4),
+                                 "clients": runs(0.3), "loop": runs(11.0)}}},
     }
     return {"machine": {"cpu": "Test CPU", "cpus": 2, "cpus_usable": 2, "arch": "x86_64",
                         "python": "3.11", "loadavg": [0.1, 0.2, 0.3]},
@@ -65,6 +67,8 @@ def test_the_readme_table_comes_from_a_results_file(tmp_path):
     assert "2.00x (min 2.00x); a 1/8 decode alone: 2.40x | no |" in table
     assert "| InferenceThreads 1 | 10.0 ms |" in table
     assert "| lite0 | 90 images/s | 80 images/s (1.10x) | 85 images/s (1.05x) |" in table
+    assert ("CPU per image with 4 pipelined clients (ms, median of the runs): lite0: classifier "
+            "12.50, IPC server 0.40, clients 0.30, sequential loop 11.00.") in table
 
 
 def test_p99_of_a_hundred_values():

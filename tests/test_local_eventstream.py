@@ -251,3 +251,40 @@ def test_rpc_message_round_trip() -> None:
 def test_rpc_view_rejects_bad_rpc_headers(headers: list[Header]) -> None:
     with pytest.raises(EventStreamError):
         rpc_view(decode_message(encode_message(headers)))
+
+
+@pytest.mark.parametrize("stream_id", [0, 1, 2**31 - 1, -(2**31)])
+def test_rpc_frames_are_the_generic_encoding(stream_id: int) -> None:
+    """encode_rpc_message packs its three RPC headers itself: byte for byte what
+    encode_message makes of the same headers."""
+    extra = [*json_headers("aws.greengrass#SubscriptionResponseMessage"),
+             Header.bool_("flag", True)]
+    for _ in range(2):  # the second time from the encoded-header cache
+        data = encode_rpc_message(MessageType.APPLICATION_ERROR, stream_id=stream_id,
+                                  flags=MessageFlag.TERMINATE_STREAM, headers=extra,
+                                  payload=b'{"x": 1}')
+        assert data == encode_message([Header.int32(":message-type", 1),
+                                       Header.int32(":message-flags", 2),
+                                       Header.int32(":stream-id", stream_id), *extra],
+                                      b'{"x": 1}')
+
+
+@pytest.mark.parametrize("stream_id", [2**31, -(2**31) - 1, True, "7", 1.0])
+def test_rpc_frames_refuse_a_stream_id_that_is_not_an_int32(stream_id: object) -> None:
+    with pytest.raises(EventStreamError, match=":stream-id"):
+        encode_rpc_message(MessageType.APPLICATION_MESSAGE, stream_id=stream_id)  # type: ignore[arg-type]
+
+
+def test_encoded_header_cache_is_bounded_and_never_holds_what_fails() -> None:
+    from ggic.local import eventstream
+
+    for index in range(eventstream._ENCODED_CACHE_LIMIT * 3):
+        value = f"model-type-{index}"
+        assert decode_headers(encode_headers([Header.string("t", value)]))[0].value == value
+    assert len(eventstream._encoded) <= eventstream._ENCODED_CACHE_LIMIT
+    for _ in range(2):  # refused both times: a failure is not cached
+        with pytest.raises(EventStreamError):
+            encode_headers([Header.string("s", "x" * 32768)])
+        with pytest.raises(EventStreamError):
+            encode_headers([Header("t", HeaderType.BOOL_TRUE, False)])
+    assert all(len(v) < 32768 for v in eventstream._encoded.values())

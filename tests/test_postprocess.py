@@ -52,3 +52,11 @@ def test_bad_outputs_are_model_errors(bad):
     with pytest.raises(ClassificationError) as info:
         scores_from_output(bad, "logits")
     assert info.value.code.value == "MODEL_ERROR"
+
+
+def test_top_k_below_the_class_count_orders_ties_by_class_id_with_plain_python_values():
+    scores = np.array([0.1, 0.3, 0.3, 0.05, 0.3, 0.2])
+    preds = top_k(scores, 4, 0.15, LABELS)
+    assert [(p.class_id, p.label, p.score) for p in preds] == [
+        (1, "c1", 0.3), (2, "c2", 0.3), (4, "c4", 0.3), (5, "c5", 0.2)]
+    assert all(type(p.class_id) is int and type(p.score) is float for p in preds)

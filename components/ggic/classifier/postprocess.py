@@ -39,16 +39,18 @@ def scores_from_output(output: np.ndarray, kind: str) -> np.ndarray:
 
 
 def top_k(scores: np.ndarray, k: int, threshold: float, labels: Labels) -> list[Prediction]:
-    """The k highest scores at or above ``threshold``, best first."""
+    """The k highest scores at or above ``threshold``, best first (equal scores: the lower
+    class id first)."""
     k = min(k, scores.size)
     if k < scores.size:
         candidates = np.argpartition(-scores, k - 1)[:k]
     else:
         candidates = np.arange(scores.size)
-    # stable order: by score descending, then class id ascending
-    order = sorted(candidates.tolist(), key=lambda i: (-scores[i], i))
+    values = scores[candidates]
+    # stable order in one call: by score descending, then class id ascending
+    order = np.lexsort((candidates, -values))
     return [
-        Prediction(label=labels[i], class_id=int(i), score=float(scores[i]))
-        for i in order
-        if scores[i] >= threshold
+        Prediction(label=labels[i], class_id=i, score=score)
+        for i, score in zip(candidates[order].tolist(), values[order].tolist())
+        if score >= threshold
     ]

@@ -40,6 +40,8 @@ MAX_HEADER_VALUE_LENGTH = 32767
 
 _PRELUDE = struct.Struct(">III")
 _U32 = struct.Struct(">I")
+_PRELUDE_LENGTHS = struct.Struct(">II")
+_U16 = struct.Struct(">H")
 
 
 class EventStreamError(ValueError):
@@ -200,6 +202,25 @@ def _encode_header(header: Header) -> bytes:
     return prefix + struct.pack(">H", len(data)) + data
 
 
+#: Encoded STRING and BOOL headers by (name, type, value): the server sends the same few (content
+#: type, model types, operation names) in every frame. Bounded: past this many, no more are kept.
+_ENCODED_CACHE_LIMIT = 256
+_encoded: dict[tuple[str, Any, Any], bytes] = {}
+_CACHED_TYPES = (HeaderType.STRING, HeaderType.BOOL_TRUE, HeaderType.BOOL_FALSE)
+
+
+def _encode_header_cached(header: Header) -> bytes:
+    key = (header.name, header.type, header.value)
+    try:
+        return _encoded[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable value (refused below)
+        pass
+    data = _encode_header(header)  # raises for anything unencodable: nothing is cached
+    if header.type in _CACHED_TYPES and len(_encoded) < _ENCODED_CACHE_LIMIT:
+        _encoded[key] = data
+    return data
+
+
 def encode_headers(headers: Iterable[Header]) -> bytes:
     seen: set[str] = set()
     parts = []
@@ -207,17 +228,20 @@ def encode_headers(headers: Iterable[Header]) -> bytes:
         if header.name in seen:
             raise EventStreamError(f"duplicate header {header.name!r}")
         seen.add(header.name)
-        parts.append(_encode_header(header))
+        parts.append(_encode_header_cached(header))
     return b"".join(parts)
 
 
 def encode_message(headers: Iterable[Header] = (), payload: bytes = b"") -> bytes:
     """One complete frame; raises :class:`EventStreamError` for unencodable headers."""
-    header_bytes = encode_headers(headers)
+    return _frame(encode_headers(headers), payload)
+
+
+def _frame(header_bytes: bytes, payload: bytes) -> bytes:
     total = MIN_MESSAGE_LENGTH + len(header_bytes) + len(payload)
     if total > 0xFFFFFFFF:
         raise EventStreamError(f"message of {total} bytes cannot be framed")
-    prelude = struct.pack(">II", total, len(header_bytes))
+    prelude = _PRELUDE_LENGTHS.pack(total, len(header_bytes))
     prelude += _U32.pack(zlib.crc32(prelude))
     crc = zlib.crc32(payload, zlib.crc32(header_bytes, zlib.crc32(prelude)))
     return b"".join((prelude, header_bytes, payload, _U32.pack(crc)))
@@ -242,24 +266,31 @@ def decode_prelude(data: bytes) -> Prelude:
     return Prelude(total, headers_length)
 
 
-def _take(data: memoryview, pos: int, count: int, what: str) -> tuple[bytes, int]:
+#: The header type of each type byte (the index), and the fixed value size of each type.
+_TYPES_BY_BYTE = tuple(HeaderType)
+_FIXED_SIZES = {HeaderType.UUID: 16, **{t: f.size for t, f in _INT_FORMATS.items()}}
+
+
+def _end_of(pos: int, count: int, limit: int, what: str) -> int:
     end = pos + count
-    if end > len(data):
+    if end > limit:
         raise EventStreamError(f"headers end inside {what}")
-    return bytes(data[pos:end]), end
+    return end
 
 
 def decode_headers(data: bytes) -> tuple[Header, ...]:
-    view = memoryview(data)
+    data = bytes(data)
+    limit = len(data)
     pos = 0
     headers: list[Header] = []
     seen: set[str] = set()
-    while pos < len(view):
-        name_length = view[pos]
+    while pos < limit:
+        name_length = data[pos]
         pos += 1
         if name_length == 0:
             raise EventStreamError("header with an empty name")
-        raw_name, pos = _take(view, pos, name_length, "a header name")
+        end = _end_of(pos, name_length, limit, "a header name")
+        raw_name, pos = data[pos:end], end
         try:
             name = raw_name.decode("utf-8")
         except UnicodeDecodeError:
@@ -267,26 +298,28 @@ def decode_headers(data: bytes) -> tuple[Header, ...]:
         if name in seen:
             raise EventStreamError(f"duplicate header {name!r}")
         seen.add(name)
-        raw_type, pos = _take(view, pos, 1, f"the type of header {name!r}")
-        try:
-            htype = HeaderType(raw_type[0])
-        except ValueError:
-            raise EventStreamError(f"header {name!r} has unknown type {raw_type[0]}") from None
+        pos = _end_of(pos, 1, limit, f"the type of header {name!r}")
+        type_byte = data[pos - 1]
+        if type_byte >= len(_TYPES_BY_BYTE):
+            raise EventStreamError(f"header {name!r} has unknown type {type_byte}")
+        htype = _TYPES_BY_BYTE[type_byte]
         value: Any
         if htype is HeaderType.BOOL_TRUE:
             value = True
         elif htype is HeaderType.BOOL_FALSE:
             value = False
-        elif htype in _INT_FORMATS:
-            fmt = _INT_FORMATS[htype]
-            raw, pos = _take(view, pos, fmt.size, f"the value of header {name!r}")
-            value = fmt.unpack(raw)[0]
-        elif htype is HeaderType.UUID:
-            raw, pos = _take(view, pos, 16, f"the value of header {name!r}")
-            value = uuid.UUID(bytes=raw)
+        elif htype in _FIXED_SIZES:
+            end = _end_of(pos, _FIXED_SIZES[htype], limit, f"the value of header {name!r}")
+            if htype is HeaderType.UUID:
+                value = uuid.UUID(bytes=data[pos:end])
+            else:
+                value = _INT_FORMATS[htype].unpack_from(data, pos)[0]
+            pos = end
         else:
-            raw_length, pos = _take(view, pos, 2, f"the length of header {name!r}")
-            raw, pos = _take(view, pos, struct.unpack(">H", raw_length)[0], f"header {name!r}")
+            end = _end_of(pos, 2, limit, f"the length of header {name!r}")
+            (length,) = _U16.unpack_from(data, pos)
+            pos, end = end, _end_of(end, length, limit, f"header {name!r}")
+            raw, pos = data[pos:end], end
             if htype is HeaderType.STRING:
                 try:
                     value = raw.decode("utf-8")
@@ -386,6 +419,19 @@ def rpc_view(message: Message) -> RpcMessage:
     return RpcMessage(message_type, MessageFlag(raw_flags & 0x3), stream_id, message)
 
 
+def _int32_prefix(name: str) -> bytes:
+    raw = name.encode("utf-8")
+    return bytes((len(raw),)) + raw + bytes((HeaderType.INT32,))
+
+
+#: The three RPC headers as encoded by _encode_header, with their three int32 values packed in.
+_RPC_PREFIX = struct.Struct(
+    "".join(f">{len(_int32_prefix(n))}si" if i == 0 else f"{len(_int32_prefix(n))}si"
+            for i, n in enumerate((MESSAGE_TYPE_HEADER, MESSAGE_FLAGS_HEADER, STREAM_ID_HEADER))))
+_RPC_NAMES = tuple(_int32_prefix(n)
+                   for n in (MESSAGE_TYPE_HEADER, MESSAGE_FLAGS_HEADER, STREAM_ID_HEADER))
+
+
 def encode_rpc_message(
     message_type: MessageType,
     *,
@@ -394,13 +440,15 @@ def encode_rpc_message(
     headers: Sequence[Header] = (),
     payload: bytes = b"",
 ) -> bytes:
-    rpc_headers = (
-        Header.int32(MESSAGE_TYPE_HEADER, int(message_type)),
-        Header.int32(MESSAGE_FLAGS_HEADER, int(flags)),
-        Header.int32(STREAM_ID_HEADER, stream_id),
-    )
-    extra = tuple(h for h in headers if h.name not in RPC_HEADERS)
-    return encode_message(rpc_headers + extra, payload)
+    values = (int(message_type), int(flags), stream_id)
+    if type(stream_id) is not int or not all(-(2**31) <= v < 2**31 for v in values):
+        # what _encode_header says about such a value (a bool, a str, out of range)
+        encode_headers(Header.int32(n, v) for n, v in zip(
+            (MESSAGE_TYPE_HEADER, MESSAGE_FLAGS_HEADER, STREAM_ID_HEADER), values))
+    names = _RPC_NAMES
+    rpc = _RPC_PREFIX.pack(names[0], values[0], names[1], values[1], names[2], values[2])
+    extra = encode_headers(h for h in headers if h.name not in RPC_HEADERS)
+    return _frame(rpc + extra, payload)
 
 
 def json_headers(model_type: str) -> tuple[Header, Header]:
