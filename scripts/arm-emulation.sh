@@ -12,6 +12,11 @@
 #            lay out a variant.DLR environment that carries FILE (a libdlr.so built for the
 #            architecture), run the classifier recipe's Install step, then classify IMAGE...
 #            with its Run command's interpreter and package (`ggic classify`)
+#            armhf: /etc/pip.conf names the piwheels stand-in (below) as Raspberry Pi OS names
+#            piwheels, and the classifier's work directory is a tmpfs (32-bit readdir, README)
+#        scripts/arm-emulation.sh --arch armhf awscrt-wheel
+#            (once) the piwheels stand-in: build PyPI's awscrt sdist into an armv7l wheel under
+#            emulation with Debian's compiler, in <cache>/piwheels/armv7l/simple/awscrt/
 #        scripts/arm-emulation.sh [--arch ...] shell   a shell in the root filesystem
 # environment:
 #   GGIC_ARM_CACHE   where root filesystems are cached (default: .ggic/arm-rootfs in the
@@ -21,7 +26,8 @@
 #
 # Nothing here builds DLR: --libdlr takes a library built elsewhere (README, "Raspberry Pi and
 # Jetson"). The rootfs's apt installs Debian packages only; the Install step's pip installs
-# ggic and awsiotsdk from PyPI into the component's venv as on a device.
+# awsiotsdk from PyPI into the component's venv as on a device (on armhf, awscrt from the
+# piwheels stand-in, itself built from PyPI's sdist).
 set -eu
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,6 +44,8 @@ suite=bookworm
 packages=python3,python3-venv,python3-numpy,python3-opencv,libgomp1,ca-certificates
 command=${1:-}
 [ -n "$command" ] && shift
+piwheels=$cache/piwheels/$machine      # armhf: the piwheels stand-in (awscrt-wheel)
+build_rootfs=$cache/$arch-build        # armhf: where awscrt-wheel compiles
 
 now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
@@ -115,6 +123,15 @@ work_dlr=$gg/work/variant.DLR
 work_classifier=$gg/work/com.custom.ImageClassifier
 artifact=$gg/packages/artifacts-unarchived/com.custom.ImageClassifier/1.0.0/ggic
 
+piwheels_in_rootfs=/var/cache/ggic-piwheels-stand-in
+
+cleanup() {
+    if mountpoint -q "$rootfs$work_classifier" 2>/dev/null; then
+        umount "$rootfs$work_classifier" || umount -l "$rootfs$work_classifier"
+    fi
+    umount_special
+}
+
 run_classifier() {
     need_root
     libdlr=${GGIC_LIBDLR:-}
@@ -140,15 +157,33 @@ run_classifier() {
     if [ ! -f "$rootfs/.ggic-ready" ]; then
         echo "no root filesystem at $rootfs: run '$0 --arch $arch rootfs' first" >&2; exit 1
     fi
+    if [ "$machine" = armv7l ] && ! ls "$piwheels/simple/awscrt/"awscrt-*.whl > /dev/null 2>&1
+    then
+        echo "no awscrt wheel for armv7l in $piwheels (PyPI has none; Raspberry Pi OS gets it" \
+             "from piwheels): run '$0 --arch armhf awscrt-wheel' first" >&2
+        exit 2
+    fi
     register_binfmt
     mount_special
-    trap umount_special EXIT INT TERM
+    trap cleanup EXIT INT TERM
     cp /etc/resolv.conf "$rootfs/etc/resolv.conf" 2>/dev/null || true
     # pip in the chroot trusts what the host trusts (a proxy's CA, if the host has one)
     cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/host-ca-certificates.crt"
     PIP_CERT=/etc/ssl/certs/host-ca-certificates.crt
     export PIP_CERT REQUESTS_CA_BUNDLE=$PIP_CERT SSL_CERT_FILE=$PIP_CERT
-    unset PIP_FIND_LINKS PIP_CONSTRAINT PIP_EXTRA_INDEX_URL 2>/dev/null || true
+    unset PIP_FIND_LINKS PIP_CONSTRAINT PIP_EXTRA_INDEX_URL PIP_INDEX_URL PIP_CONFIG_FILE \
+        2>/dev/null || true
+    if [ "$machine" = armv7l ]; then
+        # Raspberry Pi OS ships /etc/pip.conf with "extra-index-url=https://www.piwheels.org/simple";
+        # here the same file names the local stand-in, a copy of <cache>/piwheels/armv7l/simple
+        piwheels_index
+        rm -rf "$rootfs$piwheels_in_rootfs"
+        mkdir -p "$rootfs$piwheels_in_rootfs"
+        cp -R "$piwheels/simple" "$rootfs$piwheels_in_rootfs/"
+        printf '[global]\nextra-index-url=file://%s/simple\n' "$piwheels_in_rootfs" \
+            > "$rootfs/etc/pip.conf"
+        echo "/etc/pip.conf (piwheels stand-in):"; sed 's/^/    /' "$rootfs/etc/pip.conf"
+    fi
 
     # 1. variant.DLR, laid out as its installer lays it out on a Raspberry Pi/Jetson:
     #    {MLRootPath}/greengrass_ml_dlr_venv, a venv over the system's python3 with the system's
@@ -159,6 +194,15 @@ run_classifier() {
     dlr_venv=$ml_root/greengrass_ml_dlr_venv
     rm -rf "$rootfs$work_dlr" "$rootfs$work_classifier"
     mkdir -p "$rootfs$ml_root" "$rootfs$work_classifier"
+    if [ "$machine" = armv7l ]; then
+        # An emulation artefact, worked around here only: a 32-bit process under QEMU on a
+        # 64-bit kernel gets ext4's 64-bit directory cookies, which its 32-bit readdir (DLR's
+        # model-folder scan) cannot hold (EOVERFLOW: "Unable to determine backend from path").
+        # A real 32-bit kernel hands out 32-bit cookies. The classifier's work directory (its
+        # venv and the model the Install step copies there) goes on a tmpfs, whose cookies fit.
+        mount -t tmpfs -o size=512m,mode=0755 ggic-work "$rootfs$work_classifier"
+        echo "$work_classifier on a tmpfs (32-bit readdir under QEMU; see README)"
+    fi
     chroot "$rootfs" python3 -m venv --system-site-packages "$dlr_venv"
     site=$(chroot "$rootfs" "$dlr_venv/bin/python" -c \
         'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -224,6 +268,19 @@ PY
     started=$(now)
     chroot "$rootfs" sh -c ". /tmp/ggic-lifecycle.sh && cd '$work_classifier' && install"
     echo "Install step: $(took "$started")"
+    # which awscrt the Install step's pip chose (armv7l: the piwheels stand-in's)
+    cat > "$rootfs/tmp/ggic-awscrt.py" <<'PY'
+import importlib.metadata as metadata
+import os
+
+dist = metadata.distribution("awscrt")
+tags = [line.split(":", 1)[1].strip() for line in (dist.read_text("WHEEL") or "").splitlines()
+        if line.startswith("Tag:")]
+where = os.path.dirname(str(dist.locate_file("awscrt")))
+print(f"awscrt {dist.version} ({', '.join(tags)}) in {where}; "
+      f"awsiotsdk {metadata.version('awsiotsdk')}")
+PY
+    chroot "$rootfs" sh -c ". /tmp/ggic-lifecycle.sh && \$run_python /tmp/ggic-awscrt.py"
 
     # 4. The Run command's interpreter, with the manifest's environment, on the images:
     #    `ggic classify` (the component's pipeline in one process; no IPC in the chroot).
@@ -237,11 +294,107 @@ PY
     echo "classify (load, warm-up, $# images): $(took "$started")"
 }
 
+# A stand-in for piwheels (https://www.piwheels.org), which Raspberry Pi OS's /etc/pip.conf
+# names as pip's extra index: PyPI has no armv7l wheel of awscrt (awsiotsdk's one compiled
+# dependency), piwheels has one that it built from PyPI's sdist on a Raspberry Pi. This builds
+# it the same way, once: PyPI's awscrt sdist (the version the Install step's awsiotsdk pin
+# resolves to), compiled natively in a copy of the root filesystem ($arch-build, with Debian's
+# cmake, gcc, libssl-dev) under emulation, linked to Debian's libcrypto instead of building
+# aws-lc (AWS_CRT_BUILD_USE_SYSTEM_LIBCRYPTO=1). The wheel goes to an index laid out like
+# piwheels' (<cache>/piwheels/<machine>/simple/awscrt/), which `run` offers to pip exactly as
+# Raspberry Pi OS offers piwheels.
+# the Install step's pin, read from the script that pins it
+awsiotsdk_pin=$(sed -n "s/.*'\(awsiotsdk[^']*\)'.*/\1/p" "$repo/scripts/component-install.sh" \
+    | head -n 1)
+
+build_awscrt_wheel() {
+    need_root
+    if [ "$machine" != armv7l ]; then
+        echo "awscrt-wheel is for --arch armhf: PyPI has awscrt wheels for $machine" >&2; exit 2
+    fi
+    if [ ! -f "$rootfs/.ggic-ready" ]; then
+        echo "no root filesystem at $rootfs: run '$0 --arch $arch rootfs' first" >&2; exit 1
+    fi
+    if ls "$piwheels/simple/awscrt/"awscrt-*.whl > /dev/null 2>&1; then
+        echo "piwheels stand-in $piwheels has $(cd "$piwheels/simple/awscrt" && ls awscrt-*.whl)"
+        return
+    fi
+    register_binfmt
+    saved_rootfs=$rootfs
+    rootfs=$build_rootfs
+    # (awscrt's CMake project needs a C++ compiler too, though it compiles C only)
+    build_packages="cmake make gcc g++ libc6-dev libssl-dev python3-dev python3-pip"
+    if [ ! -f "$rootfs/.ggic-ready" ]; then
+        started=$(now)
+        rm -rf "$rootfs"
+        mkdir -p "$rootfs"
+        (cd "$saved_rootfs" && tar --one-file-system --exclude=./greengrass -cf - .) \
+            | tar -xf - -C "$rootfs"
+        echo "copied $saved_rootfs to $rootfs: $(took "$started")"
+    fi
+    mount_special
+    trap umount_special EXIT INT TERM
+    cp /etc/resolv.conf "$rootfs/etc/resolv.conf" 2>/dev/null || true
+    if [ "$(cat "$rootfs/.ggic-build-ready" 2>/dev/null)" != "$build_packages" ]; then
+        started=$(now)
+        chroot "$rootfs" sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends $build_packages" \
+            > "$cache/$arch-build-apt.log" 2>&1 || {
+            echo "apt-get in $rootfs failed; see $cache/$arch-build-apt.log" >&2; exit 1; }
+        echo "$build_packages" > "$rootfs/.ggic-build-ready"
+        echo "apt-get install $build_packages in $rootfs: $(took "$started")"
+    fi
+    cp /etc/resolv.conf "$rootfs/etc/resolv.conf" 2>/dev/null || true
+    cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/host-ca-certificates.crt"
+    PIP_CERT=/etc/ssl/certs/host-ca-certificates.crt
+    export PIP_CERT REQUESTS_CA_BUNDLE=$PIP_CERT SSL_CERT_FILE=$PIP_CERT
+    unset PIP_FIND_LINKS PIP_CONSTRAINT PIP_EXTRA_INDEX_URL PIP_INDEX_URL 2>/dev/null || true
+    rm -rf "$rootfs/tmp/awscrt-build"
+    mkdir -p "$rootfs/tmp/awscrt-build"
+    # the awscrt version the pin resolves to: awsiotsdk pins awscrt exactly
+    chroot "$rootfs" python3 -m pip download --disable-pip-version-check -q --no-deps \
+        -d /tmp/awscrt-build "$awsiotsdk_pin"
+    version=$(chroot "$rootfs" python3 -c 'import glob, re, zipfile
+wheel = glob.glob("/tmp/awscrt-build/awsiotsdk-*.whl")[0]
+with zipfile.ZipFile(wheel) as archive:
+    meta = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+    text = archive.read(meta).decode()
+print(re.search(r"^Requires-Dist: awscrt==([0-9][^ ;\n]*)", text, re.M).group(1))')
+    echo "$awsiotsdk_pin resolves to $(cd "$rootfs/tmp/awscrt-build" && ls awsiotsdk-*.whl)," \
+         "which needs awscrt==$version"
+    started=$(now)
+    chroot "$rootfs" env AWS_CRT_BUILD_USE_SYSTEM_LIBCRYPTO=1 CMAKE_BUILD_PARALLEL_LEVEL=2 \
+        nice -n 19 python3 -m pip wheel --disable-pip-version-check --no-deps \
+        --no-binary awscrt -w /tmp/awscrt-build/wheel "awscrt==$version" \
+        > "$cache/awscrt-$version-$machine-build.log" 2>&1 || {
+        echo "building awscrt $version failed; see $cache/awscrt-$version-$machine-build.log" >&2
+        exit 1; }
+    echo "awscrt $version wheel built from PyPI's sdist under emulation: $(took "$started")"
+    mkdir -p "$piwheels/simple/awscrt"
+    cp "$rootfs"/tmp/awscrt-build/wheel/awscrt-*.whl "$piwheels/simple/awscrt/"
+    rm -rf "$rootfs/tmp/awscrt-build"
+    piwheels_index
+    ls -l "$piwheels/simple/awscrt/"
+}
+
+# The project page of a PEP 503 "simple" index, as piwheels serves it (pip reads index.html
+# from a file: index's project folder): a link per wheel, with its sha256.
+piwheels_index() {
+    (cd "$piwheels/simple/awscrt" && {
+        echo '<!DOCTYPE html><html><body>'
+        for wheel in awscrt-*.whl; do
+            echo "<a href=\"$wheel#sha256=$(sha256sum "$wheel" | cut -d' ' -f1)\">$wheel</a><br>"
+        done
+        echo '</body></html>'
+    } > index.html)
+}
+
 case $command in
     rootfs) make_rootfs ;;
+    awscrt-wheel) build_awscrt_wheel ;;
     run) run_classifier "$@" ;;
     shell)
         need_root; register_binfmt; mount_special; trap umount_special EXIT INT TERM
         chroot "$rootfs" /bin/bash ;;
-    *) sed -n '2,25p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,31p' "$0" >&2; exit 2 ;;
 esac

@@ -63,7 +63,7 @@ def test_in_flight_requests_expire_after_the_timeout():
     table = InFlight(limit=2)
     old = Frame(1, time.time() - 5, time.monotonic() - 5, 0)
     new = Frame(2, time.time(), time.monotonic(), 1)
-    table.add("a", old)
+    table.add("a", old, sent_mono=time.monotonic() - 5)
     table.add("b", new)
     assert not table.has_room()
     assert table.expired(1.0) == [("a", old)]
@@ -98,3 +98,6 @@ def test_a_result_is_one_log_line_whatever_its_text():
         "cam-7-1", "MODEL_ERROR", "bad\nFAKE INFO line" + "x" * 1000), 12.34)
     assert "\n" not in line and "bad\\nFAKE" in line and len(line) < 400
     assert line.startswith("frame 7: error MODEL_ERROR: ") and "capture->result 12.3 ms" in line
+    line = format_frame_result(frame, ClassificationResult.failure("cam-7-1", "X", "y"), 12.34,
+                               5.06)
+    assert "(capture->result 12.3 ms, sent->result 5.1 ms)" in line

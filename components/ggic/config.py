@@ -445,8 +445,9 @@ class RequesterConfig:
     )
     max_in_flight: int = setting(
         "MaxInFlight", 1, as_int, in_range(1, 64),
-        doc="Stream: requests outstanding at once; frames captured meanwhile are dropped "
-        "(counted), never queued.",
+        doc="Stream: requests outstanding at once; of the frames captured meanwhile the "
+        "newest is sent when a result frees room, the others are dropped (counted), never "
+        "queued.",
     )
     frame_transport: str = setting(
         "FrameTransport", "file", lower_str, one_of("file", "inline"),
@@ -466,7 +467,7 @@ class RequesterConfig:
     video_real_time: bool = setting(
         "VideoRealTime", True, as_bool,
         doc="Video file: play it at its own frame rate like a camera (frames dropped while "
-        "busy); false: classify every frame as fast as results come.",
+        "busy); false: classify every frame as fast as results come (read one frame ahead).",
     )
     loop_video: bool = setting(
         "LoopVideo", False, as_bool,

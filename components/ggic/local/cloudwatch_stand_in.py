@@ -33,8 +33,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 log = logging.getLogger(__name__)
 
 CLOUDWATCH_COMPONENT = "aws.greengrass.Cloudwatch"
@@ -173,6 +171,9 @@ def write_cloudwatch_stand_in(out: Path, python: str | None = None,
         stale.unlink()
     path = recipes / f"{CLOUDWATCH_COMPONENT}-{version}.yaml"
     recipe = cloudwatch_recipe(python or sys.executable, version)
+    import yaml  # ggic local's extra: imported here, as every `python -m ggic` (the components'
+    # Run command too, on devices without PyYAML) builds this module's parser
+
     path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
     return path
 

@@ -12,9 +12,11 @@ image, so each frame is encoded exactly once here and decoded exactly once by th
 cheapest per frame here (README).
 
 ``FrameTransport`` file: the encoded frame goes into a ring of files (:class:`FrameRing`), one
-slot per request in flight, and the request carries its path. A slot is reused only once its
-result has arrived or timed out, and every write goes to a temporary name that is renamed over
-the slot, so a classifier that still reads a timed-out slot's file reads a whole frame.
+slot per request in flight plus two (the pending frame and the one being prepared,
+:func:`.handoff.ring_slots`), and the request carries its path. A slot is reused only once its
+result has arrived or timed out (or, never sent, once a newer frame superseded it), and every
+write goes to a temporary name that is renamed over the slot, so a classifier that still reads
+a timed-out slot's file reads a whole frame.
 ``FrameTransport`` inline: the bytes travel base64-encoded in the request (``image_b64``).
 """
 

@@ -6,7 +6,8 @@ Metrics (namespace ``MetricsNamespace``; dimensions ThingName, Component, Stream
 name                   unit          value (per interval)
 =====================  ============  ==================================================
 FramesCaptured         Count         frames read from the source
-FramesDropped          Count         frames not sent: MaxInFlight requests outstanding
+FramesDropped          Count         frames not sent: superseded by a newer frame while
+                                     MaxInFlight requests were outstanding (or stopped)
 FramesSkipped          Count         frames not sent: above MaxFps
 FramesSent             Count         requests sent
 Results                Count         results received (dimension Status: ok, error)

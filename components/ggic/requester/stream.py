@@ -1,17 +1,23 @@
 """The requester on a camera or stream: latest-frame semantics, not a queue.
 
-One loop reads frames from the source as they come. A frame is sent only while fewer than
-``MaxInFlight`` requests are outstanding; a frame that arrives while the classifier is busy is
-dropped and counted, never queued, so every result describes a recent frame. Each request's id
-carries the frame's sequence number and capture time, ``<StreamName>-<seq>-<capture ms since
-the epoch>`` (the message contract is unchanged), and each result is logged with its
-capture -> result latency.
+Two threads. The capture loop (the component's main thread) reads frames from the source as
+they come and prepares each frame it takes (encoded once, written into a ring slot or kept as
+inline bytes) while earlier requests are in flight, so capture overlaps the classifier's round
+trip. The prepared frame becomes the *pending* frame (:mod:`.handoff`); a newer one supersedes
+it, and the superseded frame is dropped and counted, never queued. The sender thread sends the
+pending frame the moment fewer than ``MaxInFlight`` requests are outstanding, so every result
+describes a recent frame and the classifier does not wait for a capture. Each request's id
+carries the frame's number among the frames captured and its capture time,
+``<StreamName>-<seq>-<capture ms since the epoch>`` (the message contract is unchanged), and
+each result is logged with its capture -> result latency.
 
 A lost camera or stream is reopened with backoff (0.5 s doubling up to ReconnectMaxDelay), and
 the log says how long it has been down; the component stays RUNNING. A video file ends with
 the component FINISHED (exit 0), or starts again with LoopVideo. With VideoRealTime (the
 default) a video file plays at its own frame rate, like a camera; without it every frame is
-classified, as fast as results come back.
+classified, as fast as results come back: the capture loop reads exactly one frame ahead (it
+waits while a frame is pending), so nothing is dropped, and starts each read just in time for
+the result that frees room (:class:`.handoff.ReadTiming`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +38,13 @@ from ..log_text import escape
 from ..messages import ClassificationRequest, ClassificationResult, decode_payload
 from ..rate_limited_log import RateLimitedCounter
 from .frames import FrameFormat, FrameRing, FrameSender, FrameTransport
+from .handoff import Frame, InFlight, ReadTiming, ReadyFrame, ring_slots
 from .metrics import StreamMetrics
 from .sources import Backoff, FrameSource, SourceKind, parse_source
 
 log = logging.getLogger(__name__)
 
 SUMMARY_INTERVAL_S = 60.0
-
-
-@dataclass(frozen=True)
-class Frame:
-    seq: int
-    captured_at: float
-    """Capture time, seconds since the epoch (in the request id, in ms)."""
-    captured_mono: float
-    slot: int
 
 
 def request_id_for(stream: str, seq: int, captured_at: float) -> str:
@@ -60,53 +57,6 @@ def parse_frame_id(request_id: str) -> tuple[str, int, int] | None:
     if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
         return None
     return parts[0], int(parts[1]), int(parts[2])
-
-
-class InFlight:
-    """Requests sent and not yet answered, at most ``limit``; thread-safe."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._frames: dict[str, Frame] = {}
-        self._changed = threading.Condition()
-
-    def __len__(self) -> int:
-        with self._changed:
-            return len(self._frames)
-
-    def has_room(self) -> bool:
-        with self._changed:
-            return len(self._frames) < self.limit
-
-    def add(self, request_id: str, frame: Frame) -> None:
-        with self._changed:
-            self._frames[request_id] = frame
-
-    def pop(self, request_id: str) -> Frame | None:
-        with self._changed:
-            frame = self._frames.pop(request_id, None)
-            self._changed.notify_all()
-            return frame
-
-    def expired(self, timeout: float) -> list[tuple[str, Frame]]:
-        """Remove and return the requests older than ``timeout`` seconds."""
-        cutoff = time.monotonic() - timeout
-        with self._changed:
-            old = [(rid, f) for rid, f in self._frames.items() if f.captured_mono < cutoff]
-            for rid, _ in old:
-                del self._frames[rid]
-            if old:
-                self._changed.notify_all()
-            return old
-
-    def wait(self, predicate: Callable[[int], bool], timeout: float) -> bool:
-        """Wait until ``predicate(len)`` holds (or ``timeout``)."""
-        with self._changed:
-            return self._changed.wait_for(lambda: predicate(len(self._frames)), timeout)
-
-    def wake(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
 
 
 class ChangeDetector:
@@ -148,17 +98,23 @@ class StreamService:
         self.backoff = Backoff(self.config.reconnect_max_delay)
         self.metrics = StreamMetrics(self.config.stream_name, self.backoff.down_for)
         self.in_flight = InFlight(self.config.max_in_flight)
+        self._read_timing = ReadTiming()
         self._stop = threading.Event()
         self._reconfigure = threading.Event()
         self._subs: list[Subscription] = []
         self._changes: queue.Queue[Any] = queue.Queue(maxsize=256)
         self._detector = ChangeDetector(self.config.change_threshold)
         self._seq = 0
+        self._frame_dir = Path(self.config.frame_directory) / self.config.stream_name
+        self._rings: dict[FrameFormat, FrameRing] = {}
         self.sender = self._make_sender(self.config)
         self._publisher = MetricsPublisher(self.ipc.publish, self.metrics.take,
                                            lambda: MetricsSettings.of(self.config),
                                            name="stream-metrics")
         self._threads: list[threading.Thread] = []
+        self._sender_thread: threading.Thread | None = None
+        self._sending = threading.Event()  # cleared: the sender thread ends
+        self._sending.set()
         # one line per ok result; errors and timeouts can come at the frame rate: rate-limited
         self._error_log = RateLimitedCounter("%d error result(s) in %.1f s; the latest: %s",
                                              logger=log)
@@ -172,8 +128,12 @@ class StreamService:
         transport, fmt = FrameTransport(config.frame_transport), FrameFormat(config.frame_format)
         ring = None
         if transport is FrameTransport.FILE:
-            ring = FrameRing(Path(config.frame_directory) / config.stream_name,
-                             config.max_in_flight, fmt)
+            # one ring per format for the component's life: after a switch and back, the frames
+            # still in flight hold slots of the same ring, so none is reused early
+            ring = self._rings.get(fmt)
+            if ring is None:
+                ring = self._rings[fmt] = FrameRing(self._frame_dir,
+                                                    ring_slots(self.in_flight.limit), fmt)
         return FrameSender(transport, fmt, ring)
 
     def start(self) -> None:
@@ -186,6 +146,9 @@ class StreamService:
                                    daemon=True)
         changes.start()
         self._threads.append(changes)
+        self._sender_thread = threading.Thread(target=self._send_ready_frames,
+                                               name="ggic-frame-sender", daemon=True)
+        self._sender_thread.start()
 
     def stop(self) -> None:
         """Safe from a signal handler: the loop ends after the frame being read."""
@@ -193,6 +156,7 @@ class StreamService:
         self.in_flight.wake()
 
     def close(self) -> None:
+        self._stop_sending()
         for sub in self._subs:
             sub.close()
         self._subs.clear()
@@ -200,8 +164,8 @@ class StreamService:
         self._publisher.stop()
         for thread in self._threads:
             thread.join(timeout=2)
-        if self.sender.ring is not None:
-            self.sender.ring.remove_files()
+        for ring in self._rings.values():
+            ring.remove_files()
 
     # --- results (IPC callback threads: no blocking, no IPC calls) ---------------------------
 
@@ -211,13 +175,16 @@ class StreamService:
         except Exception as exc:  # ValueError, KeyError, ClassificationError
             log.warning("ignoring an unreadable result on %s: %s", topic, exc)
             return
-        frame = self.in_flight.pop(result.request_id)
-        if frame is None:
+        popped = self.in_flight.pop_sent(result.request_id)
+        if popped is None:
             return  # another requester's, or after its timeout
-        latency_ms = (time.monotonic() - frame.captured_mono) * 1000.0
-        self.sender.release_slot(frame.slot)
+        frame, sent_mono = popped
+        now = time.monotonic()
+        self._read_timing.round_trip(now - sent_mono)
+        latency_ms = (now - frame.captured_mono) * 1000.0
+        frame.release_slot()
         self.metrics.result(result.ok, latency_ms)
-        line = format_frame_result(frame, result, latency_ms)
+        line = format_frame_result(frame, result, latency_ms, (now - sent_mono) * 1000.0)
         if result.ok:
             log.info("%s", line)
         else:
@@ -241,6 +208,51 @@ class StreamService:
             except IpcError as exc:
                 log.error("could not publish a change to %s: %s", self.config.changes_topic,
                           exc)
+
+    # --- the sender thread -------------------------------------------------------------------
+
+    def _send_ready_frames(self) -> None:
+        """Send the pending frame whenever there is room; expire requests left unanswered."""
+        def give_up() -> bool:
+            return self._stop.is_set() or not self._sending.is_set()
+
+        while not give_up():
+            ready = self.in_flight.claim(give_up, min(1.0, self.config.result_timeout))
+            try:
+                if ready is not None:
+                    self._publish(ready)
+                self._expire(self.config)
+            except Exception:  # a bug must not silently end the sending: log it, go on
+                log.exception("the frame sender failed")
+                if ready is not None and self.in_flight.pop(ready.request_id) is not None:
+                    ready.frame.release_slot()
+                    self.metrics.count("send_failures")
+
+    def _stop_sending(self) -> None:
+        self._sending.clear()
+        self.in_flight.wake()
+        if self._sender_thread is not None:
+            self._sender_thread.join(timeout=5)
+            self._sender_thread = None
+        dropped = self.in_flight.take_pending()  # a stop: never sent
+        if dropped is not None:
+            dropped.frame.release_slot()
+            self.metrics.count("dropped")
+
+    def _publish(self, ready: ReadyFrame) -> None:
+        """Send a claimed frame (already in the in-flight table)."""
+        config = self.config
+        request = ClassificationRequest(ready.request_id, ready.source, config.top_k,
+                                        config.score_threshold)
+        try:
+            self.ipc.publish(config.request_topic, request.to_dict())
+        except IpcError as exc:
+            if self.in_flight.pop(ready.request_id) is not None:
+                ready.frame.release_slot()
+            self.metrics.count("send_failures")
+            log.error("frame %d not sent: %s", ready.frame.seq, exc)
+            return
+        self.metrics.count("sent")
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -291,20 +303,20 @@ class StreamService:
         self.backoff.max_delay = new.reconnect_max_delay
         self._detector.threshold = new.change_threshold
         transport, fmt = FrameTransport(new.frame_transport), FrameFormat(new.frame_format)
-        if (transport, fmt) != (self.sender.transport, self.sender.fmt) and \
-                len(self.in_flight) == 0:
+        if (transport, fmt) != (self.sender.transport, self.sender.fmt):
+            # only this thread prepares frames, and each frame holds the ring of its slot
             self.sender = self._make_sender(new)
         log.info("configuration updated")
         return reopen
 
     def _run_source(self) -> int | None:
-        """Read and send frames until the source must be reopened (None), the video ended
-        (0), it can't be opened (1), or stop."""
+        """Read and prepare frames for the sender until the source must be reopened (None),
+        the video ended (0), it can't be opened (1), or stop."""
         config = self.config
         source = FrameSource(self.spec, config.capture_width, config.capture_height)
         pacing_start: float | None = None
         played = 0
-        last_sent = 0.0
+        last_taken = 0.0
         next_summary = time.monotonic() + SUMMARY_INTERVAL_S
         try:
             while not self._stop.is_set():
@@ -318,8 +330,9 @@ class StreamService:
                             return 1
                         continue
                     pacing_start, played = None, 0
-                if self._wait_for_room_first(config):
+                if self._read_one_ahead(config):
                     continue
+                read_started = time.monotonic()
                 frame = source.read()
                 if frame is None:
                     if self.spec.kind is SourceKind.VIDEO_FILE:
@@ -341,19 +354,17 @@ class StreamService:
                     if due > now:
                         self._stop.wait(due - now)
                 captured_mono, captured_at = time.monotonic(), time.time()
+                self._seq += 1
                 self.metrics.count("captured")
-                self._expire(config)
                 if captured_mono >= next_summary:
                     next_summary = captured_mono + SUMMARY_INTERVAL_S
                     log.info("stream so far: %s", self.metrics.summary())
-                if config.max_fps > 0 and captured_mono - last_sent < 1.0 / config.max_fps:
+                if config.max_fps > 0 and captured_mono - last_taken < 1.0 / config.max_fps:
                     self.metrics.count("skipped")
                     continue
-                if not self.in_flight.has_room():
-                    self.metrics.count("dropped")
-                    continue
-                if self._send(frame, captured_at, captured_mono, config):
-                    last_sent = captured_mono
+                last_taken = captured_mono
+                self._prepare(frame, Frame(self._seq, captured_at, captured_mono, -1), config)
+                self._read_timing.capture(time.monotonic() - read_started)
             return 0
         finally:
             source.release()
@@ -362,16 +373,24 @@ class StreamService:
         return (self.spec.kind is SourceKind.VIDEO_FILE and config.video_real_time
                 and source.fps > 0)
 
-    def _wait_for_room_first(self, config: RequesterConfig) -> bool:
-        """A video file classified frame by frame (VideoRealTime false): wait for room before
-        reading the next frame, so no frame is dropped. True: go round again."""
+    def _read_one_ahead(self, config: RequesterConfig) -> bool:
+        """A video file classified frame by frame (VideoRealTime false): read the next frame
+        only once the pending one has been sent, and then just in time for the result that
+        frees room (:class:`.handoff.ReadTiming`; at once if there is room), so it is read
+        while earlier frames are being classified and none is dropped. True: go round
+        again."""
         if self.spec.kind is not SourceKind.VIDEO_FILE or config.video_real_time:
             return False
-        if self.in_flight.wait(lambda n: n < self.in_flight.limit or self._stop.is_set(),
-                               min(1.0, config.result_timeout)):
-            return self._stop.is_set()
-        self._expire(config)
-        return True
+        if not self.in_flight.wait_until_sent(self._stop.is_set,
+                                              min(1.0, config.result_timeout)):
+            return True
+        oldest_sent = self.in_flight.next_room_from()
+        if oldest_sent is not None:
+            wait = self._read_timing.read_at(oldest_sent) - time.monotonic()
+            if wait > 0:  # until then, or until room frees earlier
+                self.in_flight.wait(lambda n: n < self.in_flight.limit or self._stop.is_set(),
+                                    wait)
+        return self._stop.is_set()
 
     def _open(self, source: FrameSource) -> bool:
         if source.open():
@@ -390,57 +409,54 @@ class StreamService:
         self._stop.wait(delay)
         return False
 
-    def _send(self, frame: Any, captured_at: float, captured_mono: float,
-              config: RequesterConfig) -> bool:
-        slot = self.sender.acquire_slot()
-        if slot is None:  # every slot waits for a result: count as busy
+    def _prepare(self, image: Any, frame: Frame, config: RequesterConfig) -> None:
+        """Encode a captured frame once (into its own ring slot, or inline) and make it the
+        pending frame; the pending frame it supersedes is dropped."""
+        sender = self.sender
+        slot = sender.acquire_slot()
+        if slot is None:  # cannot happen (ring_slots); if it ever did: dropped, counted
             self.metrics.count("dropped")
-            return False
-        self._seq += 1
-        request_id = request_id_for(config.stream_name, self._seq, captured_at)
+            return
+        frame = Frame(frame.seq, frame.captured_at, frame.captured_mono, slot, sender.ring)
         try:
-            source = self.sender.source(frame, slot)
+            source = sender.source(image, slot)
         except (OSError, ValueError) as exc:
-            self.sender.release_slot(slot)
+            frame.release_slot()
             self.metrics.count("send_failures")
-            log.error("frame %d: %s", self._seq, exc)
-            return False
-        request = ClassificationRequest(request_id, source, config.top_k,
-                                        config.score_threshold)
-        self.in_flight.add(request_id, Frame(self._seq, captured_at, captured_mono, slot))
-        try:
-            self.ipc.publish(config.request_topic, request.to_dict())
-        except IpcError as exc:
-            self.in_flight.pop(request_id)
-            self.sender.release_slot(slot)
-            self.metrics.count("send_failures")
-            log.error("frame %d not sent: %s", self._seq, exc)
-            return False
-        self.metrics.count("sent")
-        return True
+            log.error("frame %d: %s", frame.seq, exc)
+            return
+        request_id = request_id_for(config.stream_name, frame.seq, frame.captured_at)
+        superseded = self.in_flight.offer(ReadyFrame(request_id, frame, source))
+        if superseded is not None:  # never sent: its slot is free at once
+            superseded.frame.release_slot()
+            self.metrics.count("dropped")
 
     def _expire(self, config: RequesterConfig) -> None:
         for request_id, frame in self.in_flight.expired(config.result_timeout):
-            self.sender.release_slot(frame.slot)
+            frame.release_slot()
             self.metrics.count("timeouts")
             self._timeout_log.note(
                 f"frame {frame.seq} [{request_id}] after {config.result_timeout:g} s; is the "
                 f"classifier running and subscribed to {config.request_topic}?")
 
     def _finish_in_flight(self) -> None:
-        """Wait for the results of the requests sent (not after a stop: Greengrass allows
-        5 s)."""
+        """Send the pending frame and wait for the results of the requests sent (not after a
+        stop: Greengrass allows 5 s; the pending frame is then dropped)."""
         if not self._stop.is_set():
+            self.in_flight.wait_until_sent(self._stop.is_set, self.config.result_timeout)
             self.in_flight.wait(lambda n: n == 0 or self._stop.is_set(),
                                 self.config.result_timeout)
+        self._stop_sending()
         for _rid, frame in self.in_flight.expired(-1e9):
-            self.sender.release_slot(frame.slot)
+            frame.release_slot()
             if not self._stop.is_set():
                 self.metrics.count("timeouts")
 
 
-def format_frame_result(frame: Frame, result: ClassificationResult, latency_ms: float) -> str:
-    """One log line per result: the frame, its top labels, capture -> result latency."""
+def format_frame_result(frame: Frame, result: ClassificationResult, latency_ms: float,
+                        sent_ms: float | None = None) -> str:
+    """One log line per result: the frame, its top labels, capture -> result latency (and
+    sent -> result: the rest is the time the frame waited to be sent)."""
     head = f"frame {frame.seq}"
     if not result.ok:
         body = f"error {result.error_code}: {result.error_message}"
@@ -448,6 +464,7 @@ def format_frame_result(frame: Frame, result: ClassificationResult, latency_ms: 
         body = ", ".join(f"{p.label} {p.score:.2f}" for p in result.predictions[:3])
     else:
         body = "nothing above the threshold"
-    return (f"{head}: {escape(body, 300)} (capture->result {latency_ms:.1f} ms) "
+    sent = "" if sent_ms is None else f", sent->result {sent_ms:.1f} ms"
+    return (f"{head}: {escape(body, 300)} (capture->result {latency_ms:.1f} ms{sent}) "
             f"[{result.request_id}]")
 
