@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ggic.classifier.decode import decode_image, image_dimensions, reduction_for
-from ggic.classifier.preprocess import needed_decode_size, preprocess
+from ggic.classifier.preprocess import jpeg_reduction, preprocess
 from ggic.classifier.profiles import BUILTIN_PROFILES
 from ggic.messages import ClassificationError, ErrorCode
 
@@ -80,8 +80,7 @@ def test_reduced_jpeg_decode_stays_close_to_a_full_decode(photos, tmp_path):
     big = cv2.resize(cv2.imread(str(photos[0])), (1920, 1277), interpolation=cv2.INTER_CUBIC)
     ok, jpeg = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 95])
     data = jpeg.tobytes()
-    needed = needed_decode_size(1920, 1277, profile)
-    reduced = decode_image(data, max_pixels=BIG, needed=needed)
+    reduced = decode_image(data, max_pixels=BIG, reduction=jpeg_reduction(1920, 1277, profile))
     full = decode_image(data, max_pixels=BIG)
     assert reduced.shape[:2] == (639, 960)  # 1/2: still >= twice the 385x256 of the resize
     assert full.shape[:2] == (1277, 1920)
@@ -89,3 +88,14 @@ def test_reduced_jpeg_decode_stays_close_to_a_full_decode(photos, tmp_path):
     ideal = preprocess(area, profile)  # already at the resize size: crop + normalise only
     from_reduced = np.abs(preprocess(reduced, profile) - ideal).mean()
     assert from_reduced < 0.08  # normalised units: about 5 levels of 255
+
+
+def test_reduction_applies_to_jpegs_only_and_must_be_a_dct_scale():
+    image = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    png = cv2.imencode(".png", image)[1].tobytes()
+    assert decode_image(jpeg, max_pixels=BIG, reduction=2).shape == (240, 320, 3)
+    assert decode_image(jpeg, max_pixels=BIG, reduction=8).shape == (60, 80, 3)
+    assert decode_image(png, max_pixels=BIG, reduction=2).shape == (480, 640, 3)
+    with pytest.raises(ValueError, match="1, 2, 4 or 8"):
+        decode_image(jpeg, max_pixels=BIG, reduction=3)

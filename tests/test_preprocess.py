@@ -120,3 +120,23 @@ def test_modelstore_profile_feeds_raw_rgb_pixels(photos):
     bgr = cv2.imread(str(photos[0]))
     x = preprocess(bgr, BUILTIN_PROFILES["modelstore-resnet50"])
     assert x.min() >= 0 and x.max() <= 255 and x.max() > 128
+
+
+def test_a_reduced_decode_is_resized_and_cropped_as_its_full_image(photos):
+    """A 1/4 decode of 4032x2721 comes out 1008x681 (libjpeg rounds up), whose own aspect
+    would give a 378-wide resize and a crop a pixel to the left; given the header's size, the
+    preprocessor uses the full image's plan (379x256, crop at 78). A size that is not a 1/2,
+    1/4 or 1/8 reduction of the header's (an EXIF-rotated decode) is planned on its own."""
+    from ggic.classifier.preprocess import resize_plan
+
+    profile = BUILTIN_PROFILES["efficientnet-lite0"]
+    reduced = cv2.resize(cv2.imread(str(photos[0])), (1008, 681), interpolation=cv2.INTER_AREA)
+    assert resize_plan(1008, 681, profile)[:3] != resize_plan(4032, 2721, profile)[:3]
+    new_w, new_h, left, top = resize_plan(4032, 2721, profile)
+    resized = cv2.resize(reduced, (new_w, new_h), interpolation=cv2.INTER_CUBIC)
+    want = resized[top:top + 224, left:left + 224, ::-1].astype(np.float32)[np.newaxis]
+    got = preprocess(reduced, profile, full_size=(4032, 2721))
+    assert np.array_equal(got, want)
+    assert not np.array_equal(preprocess(reduced, profile), want)
+    assert np.array_equal(preprocess(reduced, profile, full_size=(2721, 4032)),
+                          preprocess(reduced, profile))

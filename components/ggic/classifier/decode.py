@@ -6,10 +6,11 @@
   refused as IMAGE_TOO_LARGE without decoding, and formats whose size we do not read (TIFF,
   JPEG 2000, ...) as UNSUPPORTED_IMAGE. OpenCV's own limit (``OPENCV_IO_MAX_IMAGE_PIXELS``,
   set in ``ggic.classifier``) stays behind it as a second wall.
-- JPEGs are decoded at 1/2, 1/4 or 1/8 resolution when the model needs fewer pixels than the
-  image has (libjpeg's DCT scaling via ``IMREAD_REDUCED_COLOR_*``): JPEG decoding is 90-95%
-  of preprocessing time, and a reduced decode is several times faster. The reduction keeps
-  the image at least as large as the resize step needs, so no detail the model sees is lost.
+- JPEGs are decoded at 1/2, 1/4 or 1/8 resolution when the caller asks (libjpeg's DCT
+  scaling via ``IMREAD_REDUCED_COLOR_*``, one ``imdecode`` call): decoding is most of the
+  preparation time. The pipeline chooses the reduction from the header's size and the model's
+  profile (``preprocess.jpeg_reduction``). Every coefficient is still entropy-decoded, so even
+  1/8 costs about half a full decode (``benchmarks/perf_prepare.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = ["decode_image", "image_dimensions", "is_jpeg", "probe_image", "reduct
 
 _REDUCED_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
                   (2, cv2.IMREAD_REDUCED_COLOR_2))
+_FLAG_FOR_REDUCTION = {1: cv2.IMREAD_COLOR, **dict(_REDUCED_FLAGS)}
 
 
 def is_jpeg(data: bytes) -> bool:
@@ -56,24 +58,25 @@ def decode_image(
     data: bytes,
     *,
     max_pixels: int,
-    needed: tuple[int, int] | None = None,
+    reduction: int = 1,
     what: str = "image",
     accepted: Iterable[ImageFormat] = DEFAULT_ACCEPTED_FORMATS,
     probe: ImageProbe | None = None,
 ) -> np.ndarray:
     """Decode to a BGR uint8 array (H, W, 3), or raise ClassificationError.
 
-    ``probe`` is the header already read by the caller (read here if not given); ``needed``
-    is the smallest (width, height) the caller can use: when given, JPEGs are decoded at the
-    largest reduction that still provides it.
+    ``probe`` is the header already read by the caller (read here if not given);
+    ``reduction`` (1, 2, 4 or 8) decodes a JPEG at that fraction of its size, rounded up
+    (other formats always decode in full).
     """
+    if reduction not in _FLAG_FOR_REDUCTION:
+        raise ValueError(f"reduction must be 1, 2, 4 or 8, not {reduction!r}")
     if probe is None:
         probe = probe_image(data, accepted, what)
     check_pixels(probe, max_pixels, what)
     flag = cv2.IMREAD_COLOR
-    if needed is not None and probe.format is ImageFormat.JPEG:
-        factor = reduction_for(probe.width, probe.height, needed)
-        flag = dict(_REDUCED_FLAGS).get(factor, cv2.IMREAD_COLOR)
+    if probe.format is ImageFormat.JPEG:
+        flag = _FLAG_FOR_REDUCTION[reduction]
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         image = cv2.imdecode(buffer, flag)

@@ -22,7 +22,7 @@ from .formats import ImageFormat, ImageProbe, probe_image
 from .inputs import InputLimits, load_tensor, read_file
 from .model import LoadedModel
 from .postprocess import scores_from_output, top_k
-from .preprocess import TensorPool, needed_decode_size, preprocessor_for
+from .preprocess import TensorPool, jpeg_reduction, preprocessor_for
 
 
 @dataclass
@@ -98,7 +98,8 @@ class ClassificationPipeline:
         probe = probe_image(data, limits.accepted_formats, what)
         image = self.decode(data, limits, what, probe)
         decoded = time.perf_counter()
-        tensor = self._preprocessor(image, self._tensors.take())
+        tensor = self._preprocessor(image, self._tensors.take(),
+                                    full_size=(probe.width, probe.height))
         return PreparedInput(
             tensor, {"load": (decoded - started) * 1000.0, "preprocess": _ms(decoded)}, probe,
             release=lambda: self._tensors.give_back(tensor))
@@ -106,14 +107,14 @@ class ClassificationPipeline:
     def decode(self, data: bytes, limits: InputLimits, what: str,
                probe: ImageProbe | None = None) -> np.ndarray:
         """Decode ``data`` (its header ``probe`` read once, here if not given), JPEGs at the
-        largest reduction the profile allows."""
+        reduction ``preprocess.jpeg_reduction`` chooses for the profile."""
         if probe is None:
             probe = probe_image(data, limits.accepted_formats, what)
-        needed = None
+        reduction = 1
         if probe.format is ImageFormat.JPEG:
-            needed = needed_decode_size(probe.width, probe.height, self.profile)
-        return decode_image(data, max_pixels=limits.max_image_pixels, needed=needed, what=what,
-                            probe=probe)
+            reduction = jpeg_reduction(probe.width, probe.height, self.profile)
+        return decode_image(data, max_pixels=limits.max_image_pixels, reduction=reduction,
+                            what=what, probe=probe)
 
     def run_model(self, prepared: PreparedInput) -> ModelRun:
         """Run the model; class probabilities and the time taken. Only ever call from one

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from .decode import reduction_for
 from .profiles import ModelProfile
 
 _INTERPOLATION = {
@@ -54,20 +55,61 @@ def resize_plan(width: int, height: int, profile: ModelProfile) -> tuple[int, in
 
 
 def needed_decode_size(width: int, height: int, profile: ModelProfile) -> tuple[int, int]:
-    """The smallest (width, height) a reduced JPEG decode may produce for this profile.
-
-    The rule, chosen by measurement on the sample photos through the real EfficientNet-Lite0
-    (``tests/test_reduced_decode_top1.py``) and by speed (``benchmarks/run_all.py``): the
-    decoded image must be at least twice the size the resize step produces. libjpeg's DCT
-    scaling is a box-like low-pass filter, and the profile's resize (bicubic for Lite0, which
-    does not filter) then still starts from a 2x-or-more downscale like a full decode's does,
-    so the model sees the same kind of image: at 1/4 of 1920x1080 the resize would start from
-    480x270 for a 455x256 target, nearly 1:1, and ``chelsea`` turned from "tiger cat" into
-    "Egyptian cat". A stretch profile needs its input size, a crop profile the short-side
-    resize before the crop, both doubled.
-    """
+    """The smallest (width, height) a 1/4 or 1/8 JPEG decode may produce for this profile:
+    twice the size the resize step produces (a stretch profile's input size, a crop profile's
+    short-side resize before the crop), or the image's own size where that is smaller."""
     new_w, new_h, _, _ = resize_plan(width, height, profile)
     return min(width, 2 * new_w), min(height, 2 * new_h)
+
+
+#: A 1/2 JPEG decode may come out this much smaller than the resize step's size (which then
+#: enlarges it by at most 16/15): 640x480 and 720x480 decode at 320x240 / 360x240 for 341x256.
+HALF_DECODE_MIN_FRACTION = 15 / 16
+
+
+def jpeg_reduction(width: int, height: int, profile: ModelProfile) -> int:
+    """The DCT scaling (1, 2, 4 or 8) to decode a ``width`` x ``height`` JPEG at for this profile.
+
+    The rule, chosen by measurement on the sample photos at 640x480, 1920x1080 and 4032x3024
+    (and 1920/4032 wide in their own aspect) through the real EfficientNet-Lite0
+    (``tests/test_reduced_decode_top1.py``) and by speed (``benchmarks/perf_prepare.py``):
+
+    - the largest reduction that leaves at least twice the resize step's size
+      (:func:`needed_decode_size`): libjpeg's DCT scaling is a box-like low-pass filter, and
+      the profile's resize (bicubic for Lite0, which does not filter) then still starts from a
+      2x-or-more downscale, as from a full decode. Decoding nearer the resize size changed
+      answers: at 1/4 of 1920x1080 (480x270 for 455x256) ``chelsea`` turned from "tiger cat"
+      into "Egyptian cat" and ``rocket`` from "missile" into "drilling platform";
+    - and where that allows no reduction, 1/2 when the image is 15/8 to 2 times the resize
+      size (a VGA camera's 640x480 for 341x256): the full decode's resize then shrinks by less
+      than 2x, and the half decode enlarged by at most 16/15 gives the same answers at a third
+      less decode time. Nearer 1/2 of the doubled size it did not (1/2 of 1280x720 changed
+      ``chelsea`` and ``astronaut``), so the window stops below 2.
+
+    A near-tie between two classes can still go either way: with photos beyond the samples
+    (textures such as grass or gravel) both rules change some answers, as re-encoding the JPEG
+    at another size does.
+    """
+    new_w, new_h, _, _ = resize_plan(width, height, profile)
+    factor = reduction_for(width, height, needed_decode_size(width, height, profile))
+    if factor == 1 and (width < 2 * new_w or height < 2 * new_h):
+        half_w, half_h = -(-width // 2), -(-height // 2)  # libjpeg rounds up
+        if (half_w >= HALF_DECODE_MIN_FRACTION * new_w
+                and half_h >= HALF_DECODE_MIN_FRACTION * new_h):
+            return 2
+    return factor
+
+
+def _planned_size(width: int, height: int,
+                  full_size: tuple[int, int] | None) -> tuple[int, int]:
+    """``full_size`` if (width, height) is its 1/2, 1/4 or 1/8 reduction, else (width, height)
+    (the header's size may also be rotated by the decoder's EXIF orientation: then unused)."""
+    if full_size is not None and tuple(full_size) != (width, height):
+        full_w, full_h = full_size
+        for factor in (2, 4, 8):
+            if (-(-full_w // factor), -(-full_h // factor)) == (width, height):
+                return full_w, full_h
+    return width, height
 
 
 def _affine(profile: ModelProfile) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -127,9 +169,15 @@ class Preprocessor:
         out_h, out_w = profile.size
         self.shape = (1, 3, out_h, out_w) if self.nchw else (1, out_h, out_w, 3)
 
-    def __call__(self, image_bgr: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, image_bgr: np.ndarray, out: np.ndarray | None = None,
+                 full_size: tuple[int, int] | None = None) -> np.ndarray:
         """Turn a BGR uint8 image (H, W, 3) into the model's float32 input tensor (in ``out``,
-        a C-contiguous float32 array of the model's input shape, when given)."""
+        a C-contiguous float32 array of the model's input shape, when given).
+
+        ``full_size``: the (width, height) in the image's header. When the image is a reduced
+        JPEG decode of it (1/2, 1/4 or 1/8, rounded up as libjpeg does), it is resized and
+        cropped exactly as the full decode would be (:func:`resize_plan` of ``full_size``), not
+        by its own rounded size, whose aspect can differ enough to move the crop a pixel."""
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             raise ValueError(f"expected a BGR image of shape (H, W, 3), got {image_bgr.shape}")
         if out is None:
@@ -137,8 +185,8 @@ class Preprocessor:
         elif out.shape != self.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be a contiguous float32 array of shape {self.shape}")
         out_h, out_w = self.size
-        new_w, new_h, left, top = resize_plan(image_bgr.shape[1], image_bgr.shape[0],
-                                              self.profile)
+        new_w, new_h, left, top = resize_plan(
+            *_planned_size(image_bgr.shape[1], image_bgr.shape[0], full_size), self.profile)
         if (new_w, new_h) != (image_bgr.shape[1], image_bgr.shape[0]):
             image_bgr = cv2.resize(image_bgr, (new_w, new_h), interpolation=self.interpolation)
         crop = image_bgr[top : top + out_h, left : left + out_w]  # a view: nothing copied
@@ -182,6 +230,8 @@ def preprocessor_for(profile: ModelProfile) -> Preprocessor:
 
 
 def preprocess(image_bgr: np.ndarray, profile: ModelProfile,
-               out: np.ndarray | None = None) -> np.ndarray:
-    """Turn a BGR uint8 image (H, W, 3) into the model's float32 input tensor."""
-    return preprocessor_for(profile)(image_bgr, out)
+               out: np.ndarray | None = None,
+               full_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Turn a BGR uint8 image (H, W, 3) into the model's float32 input tensor
+    (``full_size``: see :meth:`Preprocessor.__call__`)."""
+    return preprocessor_for(profile)(image_bgr, out, full_size)
