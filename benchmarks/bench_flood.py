@@ -7,11 +7,13 @@ N client processes flood it through the real awsiotsdk client (``publish_to_topi
 ``--sigterm-after`` seconds after the first answer the classifier gets SIGTERM, as Greengrass
 stops a component; the clients flood on for a second after that.
 
-Counted: requests sent (publish acknowledged), requests the classifier says were delivered to it
-(its last log line), answers seen server-side (an in-process subscription to ``flood/#`` and
-``local/result``) and client-side, by status; lost = delivered - distinct answers; duplicates;
-answers per second while flooded (first answer to SIGTERM); the classifier's peak RSS (VmHWM);
-the bytes it added to its log; the time from SIGTERM to its exit, and its exit code.
+Counted: requests sent (publish acknowledged); requests the server wrote to the classifier's
+subscriptions (handed to its socket, read or not) and the most bytes the server held unsent for
+it; requests the classifier received (every invocation of its request callback: its last log
+line); answers seen server-side (an in-process subscription to ``flood/#`` and ``local/result``)
+and client-side, by status; lost = received - distinct answers; duplicates; answers per second
+while flooded (first answer to SIGTERM); the classifier's peak RSS (VmHWM); the bytes it added
+to its log; the time from SIGTERM to its exit, and its exit code.
 
 Then, side by side: one process publishing answers through ggic's IpcClient with 1 publish in
 flight (the old publisher, which waited for each acknowledgement) and with 32, interleaved.
@@ -167,7 +169,9 @@ def publish_rates(root: Path, in_flights: tuple[int, ...] = (1, 32), repeat: int
 class FloodReport:
     clients: int
     sent: int = 0
-    delivered: int = -1
+    written: int = 0
+    server_buffer_peak_bytes: int = 0
+    received: int = -1
     answers_server: int = 0
     distinct_server: int = 0
     duplicates_server: int = 0
@@ -184,8 +188,10 @@ class FloodReport:
 
     def line(self) -> str:
         codes = " ".join(f"{k} {v}" for k, v in sorted(self.codes.items()))
-        return (f"sent {self.sent}  delivered {self.delivered}  answered {self.distinct_server} "
-                f"({codes})  lost {self.lost}  duplicates {self.duplicates_server}/"
+        return (f"sent {self.sent}  written to the classifier {self.written} (server held up to "
+                f"{self.server_buffer_peak_bytes / 2**20:.1f} MiB unsent)  received "
+                f"{self.received}  answered {self.distinct_server} ({codes})  lost {self.lost}  "
+                f"duplicates {self.duplicates_server}/"
                 f"{self.duplicates_client} (server/client)  {self.answers_per_s:.0f} answers/s  "
                 f"peak RSS {self.peak_rss_mib:.0f} MiB  log +{self.log_bytes} B  "
                 f"SIGTERM->exit {self.sigterm_to_exit_s:.2f} s (exit {self.exit_code})")
@@ -300,8 +306,9 @@ def run_flood(root: Path, *, clients: int = 4, sigterm_after: float = 2.0,
             process.wait(60)
         report.log_bytes = log_path.stat().st_size - log_before
         report.classifier_log = log_path.read_text()
-        found = re.search(r"(\d+) delivered, (\d+) answered", report.classifier_log)
-        report.delivered = int(found.group(1)) if found else -1
+        report.written, report.server_buffer_peak_bytes = server.traffic(CLASSIFIER)
+        found = re.search(r"(\d+) received, (\d+) answered", report.classifier_log)
+        report.received = int(found.group(1)) if found else -1
         for out in outs:
             data = json.loads(out.read_text())
             report.sent += data["sent"]
@@ -312,7 +319,7 @@ def run_flood(root: Path, *, clients: int = 4, sigterm_after: float = 2.0,
             report.distinct_server = len(seen)
             report.duplicates_server = sum(c - 1 for c in seen.values() if c > 1)
             report.codes = dict(codes)
-        report.lost = report.delivered - report.distinct_server if found else -1
+        report.lost = report.received - report.distinct_server if found else -1
         return report
     finally:
         for process in processes:

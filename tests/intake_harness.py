@@ -57,7 +57,6 @@ class RecordedIpc:
         self.published: list[tuple[str, dict]] = []
         self.cond = threading.Condition()
         self.handlers: dict[str, Any] = {}
-        self.overflow_handlers: dict[str, Any] = {}  # topic -> the subscription's on_overflow
 
     def _publish(self, topic, message):
         with self.cond:
@@ -78,11 +77,8 @@ class RecordedIpc:
 
 
 def stub_ipc_callbacks(ipc: Any) -> None:
-    """An IPC double's answers about its callback threads: all quiet, nothing undelivered."""
-    ipc.quiesce_callbacks.return_value = True
-    ipc.discard_undelivered.return_value = 0
+    """An IPC double's answers about its callback thread: all quiet."""
     ipc.callback_backlog_peak.return_value = 0
-    ipc.callback_overflowed.return_value = 0
 
 
 class Intake(RecordedIpc):
@@ -102,9 +98,8 @@ class Intake(RecordedIpc):
         self.service = ClassifierService(ipc, model_loader=lambda cfg: self.pipeline)
         self.service.start()
 
-    def _subscribe(self, topic, handler, on_error=None, on_closed=None, on_overflow=None):
+    def _subscribe(self, topic, handler, on_error=None, on_closed=None):
         self.handlers[topic] = handler
-        self.overflow_handlers[topic] = on_overflow
         return mock.Mock()
 
     def _publish_async(self, topic, message) -> Future:

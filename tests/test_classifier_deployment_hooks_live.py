@@ -67,16 +67,19 @@ def status(note):
 while not os.path.exists(os.path.join(work, "stop")):
     rid = f"s-{len(ids)}"
     while True:
+        with lock:  # answers so far: wait for a new one (not the UNAVAILABLE of the last send)
+            seen = len(answers.get(rid, []))
         client.publish_to_topic(topic="local/inference", publish_message=PublishMessage(
             json_message=JsonMessage(message={"request_id": rid, "image_path": image})))
         sent += 1
         deadline = time.monotonic() + NO_ANSWER_S
         with lock:
-            lock.wait_for(lambda: answers.get(rid), max(0.0, deadline - time.monotonic()))
+            lock.wait_for(lambda: len(answers.get(rid, [])) > seen,
+                          max(0.0, deadline - time.monotonic()))
             got = list(answers.get(rid, []))
-        if got and got[-1] != "UNAVAILABLE":
+        if len(got) > seen and got[-1] != "UNAVAILABLE":
             break
-        if got:
+        if len(got) > seen:
             resent_unavailable += 1
             time.sleep(0.2)
         else:

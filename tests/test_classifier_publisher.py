@@ -129,21 +129,6 @@ def test_the_callback_runner_runs_in_order_and_quiesce_waits_for_what_was_submit
     assert runner.submit(ran.append, 9).cancelled()  # after shutdown: dropped, not raised
 
 
-def test_the_callback_runner_discards_what_has_not_started():
-    runner = CallbackRunner()
-    gate, started = threading.Event(), threading.Event()
-    ran: list[int] = []
-    runner.submit(lambda: started.set() or gate.wait(5))
-    for i in range(4):
-        runner.submit(ran.append, i)
-    assert started.wait(5)
-    assert runner.discard() == 4
-    gate.set()
-    assert runner.quiesce(5) and ran == []
-    assert runner.peak_backlog >= 4
-    runner.shutdown()
-
-
 def test_reopening_is_immediate_then_backs_off_and_resets():
     reopening = Reopening(0.1, 0.5)
     which = Control.RESUBSCRIBE_REQUESTS

@@ -5,7 +5,8 @@
   changes is answered.
 * A subscription event the SDK cannot read does not end the subscription; a stream the server
   ends is opened again; requests and configuration updates go on arriving.
-* If the IPC connection itself is gone, the process exits non-zero (Greengrass restarts it).
+* If the IPC connection itself is gone, the process exits non-zero (Greengrass restarts it);
+  so does losing only the connection that carries the requests (see ggic.classifier.intake).
 """
 
 from __future__ import annotations
@@ -88,6 +89,13 @@ class Classifier:
             server._loop.call_soon_threadsafe(stream.fail, ServiceError("stream ended by test"))
         return len(streams)
 
+    def connections_with(self, operation: str) -> list:
+        """The classifier's server-side connections that carry an ``operation`` stream."""
+        with self.server._lock:
+            return [connection for connection in self.server._connections
+                    if connection.component == CLASSIFIER
+                    and any(s.operation == operation for s in connection.streams.values())]
+
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -147,6 +155,25 @@ def test_a_request_stream_the_server_ends_is_opened_again(classifier):
     log = classifier.log()
     assert "the request subscription ended; opening it again" in log, log
     assert log.count("taking requests from local/inference") == 2
+
+
+def test_requests_arrive_on_a_connection_of_their_own(classifier):
+    """Two connections with the same token: one carries only the request subscription."""
+    assert classifier.server.connection_count(CLASSIFIER) == 2
+    (intake,) = classifier.connections_with(SUBSCRIBE_TO_TOPIC)
+    assert {s.operation for s in intake.streams.values()} == {SUBSCRIBE_TO_TOPIC}
+    assert classifier.connections_with(SUBSCRIBE_TO_CONFIGURATION) != [intake]
+
+
+def test_the_process_exits_non_zero_when_only_the_request_connection_is_gone(classifier):
+    (intake,) = classifier.connections_with(SUBSCRIBE_TO_TOPIC)
+    intake.close_threadsafe()
+    try:
+        code = classifier.process.wait(15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("still running without its request connection:\n" + classifier.log())
+    assert code != 0
+    assert "the IPC connection to the nucleus is gone" in classifier.log()
 
 
 def test_a_configuration_stream_the_server_ends_is_opened_again(classifier):

@@ -1,6 +1,7 @@
 """Unit tests of the classifier service's intake accounting and lifecycle (IPC double, fake
-pipeline): every delivered message leaves ``pending``, the owed limit holds the callback back,
-ended subscriptions are reopened with backoff, a lost connection ends ``serve`` with 1."""
+pipeline): every received message is answered, the owed limit holds the callback back,
+stopping closes the request connection and answers a callback held back, ended subscriptions
+are reopened with backoff, a lost connection (either) ends ``serve`` with 1."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from concurrent.futures import Future
 import pytest
 
 import ggic.classifier.service as service_module
-from ggic.ipc import IpcError, IpcErrorKind
-from test_classifier_service_unit import harness  # noqa: F401 - the fixture ``make`` uses
+from ggic.classifier.service import ClassifierService
+from ggic.ipc import IpcClient, IpcError, IpcErrorKind
+from intake_harness import ACCESS
+from test_classifier_service_unit import Harness, harness  # noqa: F401 - ``make`` uses it
 
 
 @pytest.fixture
@@ -70,11 +73,11 @@ def test_an_ended_request_subscription_is_reopened_with_backoff(make, caplog):
     calls = []
     real = h.ipc.subscribe.side_effect
 
-    def flaky(topic, handler, on_error=None, on_closed=None, on_overflow=None):
+    def flaky(topic, handler, on_error=None, on_closed=None):
         calls.append(time.monotonic())
         if len(calls) <= 3:
             raise IpcError(IpcErrorKind.SERVICE, "not now")
-        return real(topic, handler, on_error, on_closed, on_overflow)
+        return real(topic, handler, on_error, on_closed)
 
     h.ipc.subscribe.side_effect = flaky
     server = threading.Thread(target=h.service.serve)
@@ -120,11 +123,11 @@ def test_a_request_topic_that_cannot_be_subscribed_yet_is_retried_not_fatal(make
     real = h.ipc.subscribe.side_effect
     attempts = []
 
-    def refused_once(topic, handler, on_error=None, on_closed=None, on_overflow=None):
+    def refused_once(topic, handler, on_error=None, on_closed=None):
         attempts.append(topic)
         if len(attempts) == 1:
             raise IpcError(IpcErrorKind.UNAUTHORIZED, "not allowed yet")
-        return real(topic, handler, on_error, on_closed, on_overflow)
+        return real(topic, handler, on_error, on_closed)
 
     h.ipc.subscribe.side_effect = refused_once
     h.config["RequestTopic"] = "other/inference"
@@ -139,3 +142,99 @@ def test_a_request_topic_that_cannot_be_subscribed_yet_is_retried_not_fatal(make
     finally:
         h.service.stop()
         server.join(10)
+
+
+def make_with_intake(mocker, subscription, **config):
+    """A started harness whose requests come through a dedicated intake connection double;
+    ``subscription`` is what its subscribe returns. Shut down by the caller."""
+    h = Harness(mocker, {"accessControl": ACCESS, **config})
+    intake = mocker.Mock(spec=IpcClient)
+    order: list[str] = []
+    h.order = order
+
+    def subscribe(topic, handler, on_error=None, on_closed=None):
+        h.handlers[topic] = handler
+        return subscription
+
+    def begin_close():
+        order.append("intake connection closed")
+        done: Future = Future()
+        done.set_result(None)
+        return done
+
+    intake.subscribe.side_effect = subscribe
+    intake.begin_close.side_effect = begin_close
+    h.intake = intake
+    h.service = ClassifierService(h.ipc, model_loader=h.service.model_loader, intake=intake)
+    h.service.start()
+    return h
+
+
+class StuckSubscription:
+    """A request stream whose close never completes (the network thread is held)."""
+
+    def __init__(self) -> None:
+        self.closes = 0
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.closes += 1
+
+    def begin_close(self) -> Future:
+        self.closes += 1
+        return Future()
+
+
+def test_stopping_closes_the_request_connection_then_answers_the_callback_held_back(
+        mocker, make):
+    mocker.patch.object(service_module, "MAX_OWED", 1)
+    mocker.patch.object(service_module, "INTAKE_CLOSE_S", 0.3)
+    stream = StuckSubscription()
+    h = make_with_intake(mocker, stream, QueueSize="1")
+    held: list[Future] = []
+
+    def publish_async(topic, message) -> Future:
+        h._publish(topic, message)
+        held.append(Future())
+        return held[-1]
+
+    h.ipc.publish_async.side_effect = publish_async
+    h.send({"request_id": "a", "image_path": "/a.jpg"})
+    h.send({"request_id": "b", "image_path": "/b.jpg"})
+    assert wait_for(lambda: len(held) == 2)  # two answers owed: MAX_OWED + QueueSize
+
+    def third() -> None:
+        h.send({"request_id": "c", "image_path": "/c.jpg"})
+        h.order.append("callback admitted")
+
+    sender = threading.Thread(target=third)
+    sender.start()
+    assert wait_for(lambda: h.service.received == 3)
+    sender.join(0.2)
+    assert sender.is_alive()  # held back: the SDK reads no further
+    stopper = threading.Thread(target=h.service.shutdown)
+    stopper.start()
+    sender.join(5)
+    assert not sender.is_alive()
+    # the stream close never completed: after INTAKE_CLOSE_S the connection is closed and the
+    # held-back callback is let through and answered
+    assert stream.closes == 1
+    assert sorted(h.order) == ["callback admitted", "intake connection closed"]
+    assert wait_for(lambda: len(held) == 3)
+    for future in held:
+        future.set_result(None)
+    stopper.join(10)
+    assert not stopper.is_alive()
+    (_, last), = h.published[-1:]
+    assert last["request_id"] == "c" and last["error"]["code"] == "UNAVAILABLE"
+    assert h.service.received == h.service.answered == 3
+
+
+def test_a_lost_request_connection_ends_serve_with_1(mocker, make):
+    h = make_with_intake(mocker, StuckSubscription())
+    (lost,), _ = h.intake.on_connection_lost.call_args
+    result: list[int] = []
+    server = threading.Thread(target=lambda: result.append(h.service.serve()))
+    server.start()
+    lost("the request connection went away")
+    server.join(5)
+    assert result == [1]

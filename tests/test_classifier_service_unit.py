@@ -108,9 +108,8 @@ class Harness(RecordedIpc):
 
         self.service = ClassifierService(self.ipc, model_loader=loader)
 
-    def _subscribe(self, topic, handler, on_error=None, on_closed=None, on_overflow=None):
+    def _subscribe(self, topic, handler, on_error=None, on_closed=None):
         self.handlers[topic] = handler
-        self.overflow_handlers[topic] = on_overflow
         self.on_closed[topic] = on_closed
         return mocker_sub()
 
@@ -144,6 +143,11 @@ class Harness(RecordedIpc):
 class _Sub:
     def close(self, timeout: float = 5.0) -> None:
         pass
+
+    def begin_close(self) -> Future:
+        closed: Future = Future()
+        closed.set_result(None)
+        return closed
 
 
 def mocker_sub() -> _Sub:
@@ -218,7 +222,7 @@ def test_full_queue_answers_busy_and_loses_nothing(harness):
     n = 8
     for i in range(n):
         h.send({"request_id": f"r{i}", "image_path": f"/img/{i}.jpg"})
-    busy = h.wait_results(1)  # while inference is blocked, the overflow is refused at once
+    busy = h.wait_results(1)  # while inference is blocked, the next ones are refused at once
     assert all(m["error"]["code"] == "BUSY" for _, m in busy)
     gate.set()
     h.wait_results(n)

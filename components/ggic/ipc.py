@@ -3,16 +3,25 @@
 The components talk to IPC only through :class:`IpcClient`, so unit tests can hand them a
 double and integration tests the real client over a real socket.
 
-Callbacks given to :meth:`IpcClient.subscribe`, :meth:`IpcClient.subscribe_configuration` and
-the deployment-time subscriptions (configuration validation, component updates) run on one
-callback thread (:class:`~ggic.ipc_callbacks.CallbackRunner`), in arrival order.
-They must not block and must not make IPC calls (a synchronous IPC call from a callback can
-deadlock the client): hand the work to a queue.
+Each connection (``awsiot.greengrasscoreipc.connect``) has its own awscrt event loop: one
+network thread that reads and writes its socket. The SDK client runs with ``executor=None``,
+so stream callbacks are called on that thread, and :class:`IpcClient` decides where they run:
+
+* by default (``IpcClient()``) on one callback thread (:class:`~ggic.ipc_callbacks.
+  CallbackRunner`), in arrival order. They must not block for long and must not make IPC calls
+  (a synchronous IPC call from a callback can deadlock the client): hand the work to a queue.
+  The network thread never waits for them, because it also carries this connection's
+  outgoing publishes and their acknowledgements.
+* with ``IpcClient(network_thread_callbacks=True)`` on the network thread itself, for a
+  connection that carries nothing but a subscription (the classifier's requests). There a
+  callback MAY block: while it does, the SDK reads nothing more from that socket, so what is
+  not read yet stays in the kernel's and the server's buffers, undelivered. That is the
+  backpressure a flood needs; answers leave on the other connection, whose thread never waits.
 
 Failures are :class:`IpcError` with a :class:`IpcErrorKind` and ``is_retryable()``, as the
 SDK's own errors have: server errors (``ServiceError``) and timeouts may succeed if tried
 again, client errors (``UnauthorizedError``, ``InvalidArgumentsError``...) never will, and
-``CONNECTION_LOST`` means this process has no IPC any more.
+``CONNECTION_LOST`` means this process has no IPC any more (on that connection).
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
-from .ipc_callbacks import CallbackRunner, with_overflow
+from .ipc_callbacks import CallbackRunner
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +129,24 @@ class Subscription:
         return self._closed_by_us
 
     def close(self, timeout: float = 5.0) -> None:
+        try:
+            self.begin_close().result(timeout)
+        except Exception as exc:  # the connection may already be gone
+            log.debug("closing %s: %s", self.description, exc)
+
+    def begin_close(self) -> Future:
+        """Ask the server to end the stream without waiting; the future ends when the SDK has
+        closed it (events that arrive for it after that are never handed to the callback)."""
         self._closed_by_us = True
         operation, self._operation = self._operation, None
         if operation is None:
-            return
+            done: Future = Future()
+            done.set_result(None)
+            return done
         try:
-            operation.close().result(timeout)
+            return operation.close()
         except Exception as exc:  # the connection may already be gone
-            log.debug("closing %s: %s", self.description, exc)
+            return _failed(ipc_error_of(exc))
 
 
 class _Lifecycle:
@@ -155,11 +174,12 @@ class _Lifecycle:
 class IpcClient:
     """JSON publish/subscribe, configuration and state over Greengrass IPC."""
 
-    def __init__(self, client: Any = None, callbacks: CallbackRunner | None = None) -> None:
-        """``client``: an SDK client made with ``executor=None`` (default: connect to the
-        nucleus); ``callbacks``: the runner its subscription callbacks are handed to (default
-        with the default client: a new one; with a given client: none, they run on the SDK's
-        thread)."""
+    def __init__(self, client: Any = None, callbacks: CallbackRunner | None = None, *,
+                 network_thread_callbacks: bool = False) -> None:
+        """``client``: an SDK client made with ``executor=None`` (default: a new connection to
+        the nucleus); ``callbacks``: the runner its subscription callbacks are handed to
+        (default with the default client: a new one, unless ``network_thread_callbacks``; with
+        a given client: none, they run on the SDK's network thread)."""
         self._runner: CallbackRunner | None = callbacks
         self._lifecycle = _Lifecycle()
         self._lost_lock = threading.Lock()
@@ -177,10 +197,10 @@ class IpcClient:
                 "on_error": lambda _s, error: self._lifecycle.on_error(error),
             })()
             connection = awsiot.greengrasscoreipc.connect(lifecycle_handler=handler)
-            self._runner = callbacks or CallbackRunner()
+            if not network_thread_callbacks:
+                self._runner = callbacks or CallbackRunner()
             # executor=None: the SDK calls our stream callbacks on its network thread and
-            # _subscribe_stream hands them to the runner itself, so the runner sees our own
-            # callbacks (the SDK would wrap them) and can tell which may overflow
+            # _subscribe_stream hands them to the runner (if any) itself
             client = GreengrassCoreIPCClientV2(client=connection, executor=None)
         self._client = client
 
@@ -208,21 +228,8 @@ class IpcClient:
         for callback in callbacks:
             callback(reason)
 
-    def quiesce_callbacks(self, timeout: float) -> bool:
-        """Wait until every subscription callback already received has run."""
-        return self._runner.quiesce(timeout) if self._runner is not None else True
-
-    def discard_undelivered(self) -> int:
-        """Drop the subscription events received but not yet handed to their callback; how
-        many (for a component that is stopping and has run out of time for them)."""
-        return self._runner.discard() if self._runner is not None else 0
-
     def callback_backlog_peak(self) -> int:
         return self._runner.peak_backlog if self._runner is not None else 0
-
-    def callback_overflowed(self) -> int:
-        """Subscription events that found the callback queue full (see ``on_overflow``)."""
-        return self._runner.overflowed if self._runner is not None else 0
 
     # --- pub/sub -----------------------------------------------------------------------------
 
@@ -263,14 +270,8 @@ class IpcClient:
         handler: MessageHandler,
         on_error: Callable[[IpcError], None] | None = None,
         on_closed: Callable[[], None] | None = None,
-        on_overflow: MessageHandler | None = None,
     ) -> Subscription:
         """Subscribe to a local topic (MQTT wildcards allowed); JSON and binary messages.
-
-        ``on_overflow(topic, payload)``, if given, runs instead of ``handler`` for a message
-        that arrives while the callback queue is full (see :mod:`.ipc_callbacks`), on the
-        SDK's network thread: it must be quick and never block (a binary payload is passed
-        as the SDK gave it, unconverted).
 
         An event the SDK cannot read (say, JSON nested deeper than Python's recursion limit)
         is logged and skipped: the stream stays open. Any other stream error closes the stream;
@@ -286,17 +287,6 @@ class IpcClient:
                 context = event.binary_message.context
                 handler(context.topic if context else topic, bytes(event.binary_message.message))
 
-        def on_overflow_event(event: Any) -> None:
-            assert on_overflow is not None
-            if event.json_message is not None:
-                context = event.json_message.context
-                on_overflow(context.topic if context else topic, event.json_message.message)
-            elif event.binary_message is not None:
-                context = event.binary_message.context
-                on_overflow(context.topic if context else topic, event.binary_message.message)
-
-        if on_overflow is not None:
-            on_event = with_overflow(on_event, on_overflow_event)
         operation = self._subscribe_stream(
             subscription, lambda stream: self._client.subscribe_to_topic(topic=topic, **stream),
             on_event, on_error, on_closed)
@@ -454,13 +444,24 @@ class IpcClient:
             raise ipc_error_of(exc) from exc
 
     def close(self) -> None:
+        self.begin_close()
+
+    def begin_close(self) -> Future:
+        """Close the connection (not reported lost); the future ends once the SDK has shut it
+        down, after which no callback of it runs any more."""
         self._closing = True
+        finished: Any = None
         try:
-            self._client.close()
+            finished = self._client.close()
         except Exception as exc:
             log.debug("closing the IPC client: %s", exc)
         if self._runner is not None:  # what the SDK's own executor shutdown did
             self._runner.shutdown(wait=True)
+        if isinstance(finished, Future):
+            return finished
+        done: Future = Future()
+        done.set_result(None)
+        return done
 
 
 def _converted(sdk_future: Future) -> Future:

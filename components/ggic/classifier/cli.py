@@ -45,9 +45,18 @@ def run_classifier_command(args: argparse.Namespace) -> int:
     except Exception as exc:
         log.error("cannot connect to Greengrass IPC: %s. %s", exc, connect_error_hint())
         return 2
+    try:  # requests arrive on a connection of their own (see ggic.classifier.intake)
+        intake = IpcClient(network_thread_callbacks=True)
+    except Exception as exc:
+        log.error("cannot open the IPC connection for requests: %s. %s", exc,
+                  connect_error_hint())
+        ipc.close()
+        return 2
     try:
-        return run_classifier(ipc, config_overrides(args), install_signals=install_stop_signals)
+        return run_classifier(ipc, config_overrides(args), install_signals=install_stop_signals,
+                              intake=intake)
     finally:
+        intake.close()
         ipc.close()
 
 

@@ -12,16 +12,12 @@ The outbox has two ways in:
 * :meth:`Outbox.put` for results and pipeline errors: waits while ``capacity`` of them are
   queued, which slows the pipeline down to the publishing rate (the work queue then fills and
   new requests are refused BUSY);
-* :meth:`Outbox.put_refusal` for the answers the IPC callback gives at once (BUSY, invalid
-  request, shutting down): never waits, because the callback thread must not block, and never
-  drops, because each is the only answer its request gets. These answers are small (an id, a
-  code, a short constant text); how many can be queued is bounded by how much faster requests
-  arrive than answers leave, for as long as that lasts (``peak`` records it);
-* :meth:`Outbox.offer_refusal` for the BUSY answers to requests that found the IPC callback
-  queue full (see :mod:`ggic.ipc_callbacks`): never waits either, but refuses (returns False)
-  once ``REFUSAL_CAPACITY`` answers are in the refusal lane, so a flood longer than the
-  publisher can keep up with cannot grow it without bound (the caller counts the drop). The
-  lane then holds at most ``REFUSAL_CAPACITY`` plus the callback's own refusals (MAX_OWED).
+* :meth:`Outbox.put_refusal` for the answers the request callback gives at once (BUSY, invalid
+  request, shutting down) and those of a stopping service: never waits and never drops,
+  because each is the only answer its request gets. The lane is bounded upstream: the request
+  callback waits before it takes a request while MAX_OWED + QueueSize answers are owed (see
+  :mod:`.intake`), so it holds at most that many (``peak`` records it), plus the few callbacks
+  a stopping service releases.
 
 The two are separate lanes and results go first: a result is never queued behind a flood's
 BUSY answers, and the pipeline never waits for room taken by them.
@@ -48,8 +44,6 @@ PUBLISH_ATTEMPTS = 3
 RETRY_PAUSE_S = 0.05
 MAX_IN_FLIGHT = 32
 OUTBOX_CAPACITY = 256
-#: Refusal-lane length beyond which :meth:`Outbox.offer_refusal` refuses.
-REFUSAL_CAPACITY = 2048
 
 
 @dataclass(frozen=True)
@@ -59,8 +53,6 @@ class Outgoing:
     topic: str
     result: ClassificationResult
     iot_core_topic: str | None = None
-    #: called once when this answer is done, just before the publisher's ``on_done``
-    done: Callable[[], None] | None = None
 
 
 @dataclass
@@ -75,10 +67,8 @@ class _Publication:
 class Outbox:
     """Answers waiting for the publisher, plus publishes waiting to be retried."""
 
-    def __init__(self, capacity: int = OUTBOX_CAPACITY,
-                 refusal_capacity: int = REFUSAL_CAPACITY) -> None:
+    def __init__(self, capacity: int = OUTBOX_CAPACITY) -> None:
         self.capacity = capacity
-        self.refusal_capacity = refusal_capacity
         self._results: deque[Outgoing] = deque()
         self._refusals: deque[Outgoing] = deque()
         self._retries: list[tuple[float, int, _Publication]] = []
@@ -99,17 +89,9 @@ class Outbox:
             self._append(self._results, item)
 
     def put_refusal(self, item: Outgoing) -> None:
-        """Queue an answer without ever waiting (for the IPC callback thread)."""
+        """Queue an answer without ever waiting (for the request callback thread)."""
         with self._cond:
             self._append(self._refusals, item)
-
-    def offer_refusal(self, item: Outgoing) -> bool:
-        """Queue an answer unless ``refusal_capacity`` refusals are queued; never waits."""
-        with self._cond:
-            if len(self._refusals) >= self.refusal_capacity:
-                return False
-            self._append(self._refusals, item)
-            return True
 
     def _append(self, lane: deque[Outgoing], item: Outgoing) -> None:
         lane.append(item)
@@ -240,6 +222,4 @@ class Publisher:
 
     def _finish(self, publication: _Publication) -> None:
         self._slots.release()
-        if publication.item.done is not None:
-            publication.item.done()
         self.on_done()

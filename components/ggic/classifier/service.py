@@ -13,15 +13,19 @@ only ever run by the inference thread, its warm-up included: a model's thread po
 team, TVM's pool) belong to the thread that runs it, so the warm-up there sizes them
 (``InferenceThreads``, applied first) and no second pool is left on another thread.
 
-``pending`` counts messages delivered (our IPC callback ran) and not yet answered; it goes up in
-one place (:meth:`ClassifierService._delivery`) and down once per answer, when its publish has
-finished. RUNNING is reported only once the model is warm and the request subscription is in
-place. A subscription whose stream ends is opened again (with backoff); if the IPC connection
-itself is gone the service stops and the process exits 1, so Greengrass restarts it.
+Requests arrive on an IPC connection of their own (:mod:`.intake`): its callback counts each
+one received, then waits while MAX_OWED + QueueSize answers are owed, so a flood waits unread
+in the socket instead of in memory; answers leave on the main connection. Every request
+received is answered exactly once: :attr:`ClassifierService.owed` goes up in one place
+(:meth:`ClassifierService._delivery`) and down once per answer, when its publish has finished.
+RUNNING is reported only once the model is warm and the request subscription is in place. A
+subscription whose stream ends is opened again (with backoff); if either IPC connection is gone
+the service stops and the process exits 1, so Greengrass restarts it.
 
-On SIGTERM: unsubscribe at once, deliver what the SDK already received (UNAVAILABLE) for up to
-LATE_DELIVERY_S, classify until DRAIN_TIMEOUT_S, answer the rest UNAVAILABLE, publish every
-answer; all within STOP_BUDGET_S."""
+On SIGTERM: close the request stream at once and answer UNAVAILABLE whatever the SDK still
+hands us until the close completes (at most INTAKE_CLOSE_S, then the request connection is
+closed: what it never read was never delivered), classify until DRAIN_TIMEOUT_S, answer the
+rest UNAVAILABLE, publish every answer; all within STOP_BUDGET_S."""
 
 from __future__ import annotations
 
@@ -58,10 +62,10 @@ from .control import Control, Reopening
 from .deployment_hooks import DeploymentHooks
 from .inference_threads import RUNTIME_DEFAULT
 from .inputs import InputLimits
+from .intake import OwedAnswers, RequestIntake
 from .metrics import ClassifierMetrics
 from .model import ModelLoadError
 from .model_loader import ModelLoader, default_model_loader
-from .overflow import OverflowAnswers
 from .pipeline import ClassificationPipeline, result_timing
 from .publisher import Outgoing, Publisher
 from .stages import STOP, Job, Prepared, ReadyItem, Stop, WarmUp, WorkItem
@@ -72,18 +76,18 @@ log = logging.getLogger(__name__)
 MODEL_KEYS = ("ModelDir", "ModelProfile", "LabelsPath", "Backend")
 #: How long a stopping service goes on classifying the requests it accepted; then what is still
 #: queued is answered UNAVAILABLE.
-DRAIN_TIMEOUT_S = 3.0
+DRAIN_TIMEOUT_S = 1.8
+#: How long a stopping service waits for the request stream to close (answering UNAVAILABLE
+#: what still arrives); then it closes the request connection.
+INTAKE_CLOSE_S = 1.8
 #: By then every answer has been published and the service has stopped (Greengrass sends
-#: SIGKILL 5 s after SIGTERM; the rest is for the process to exit).
-STOP_BUDGET_S = 4.0
-#: At most this many delivered requests wait for their answer (beyond QueueSize): while that
-#: many do, the IPC callback waits and the next requests stay undelivered in the callback queue,
-#: so a SIGTERM never finds more answers owed than it can publish in time.
-MAX_OWED = 512
-#: On SIGTERM, how long requests received before the unsubscribe may still be delivered (each
-#: is answered UNAVAILABLE, within MAX_OWED); the ones still undelivered then are dropped,
-#: counted in the log.
-LATE_DELIVERY_S = 0.5
+#: SIGKILL 5 s after SIGTERM; the rest is for the process to exit, with a margin for a loaded
+#: device).
+STOP_BUDGET_S = 2.8
+#: At most this many admitted requests wait for their answer (beyond QueueSize): while that
+#: many do, the request callback waits and the SDK reads no further, so memory stays bounded
+#: and a SIGTERM never finds more answers owed than it can publish in time.
+MAX_OWED = 128
 #: Re-opening a subscription whose stream ended: first pause, doubling up to the last.
 RESUBSCRIBE_BACKOFF_S = (0.1, 5.0)
 BUSY_MESSAGE = "the classifier's queue (QueueSize) is full; retry later"
@@ -98,8 +102,12 @@ class ClassifierService:
         overrides: Mapping[str, Any] | None = None,
         *,
         model_loader: ModelLoader = default_model_loader,
+        intake: IpcClient | None = None,
     ) -> None:
+        """``intake``: the connection that carries only the request subscription (its
+        callbacks on its network thread, see :mod:`.intake`); without one, ``ipc``'s."""
         self.ipc = ipc
+        self._intake = RequestIntake(intake or ipc, dedicated=intake is not None)
         self.overrides = dict(overrides or {})
         self.model_loader = model_loader
         self.config = ClassifierConfig()
@@ -115,18 +123,13 @@ class ClassifierService:
         self._stop = threading.Event()
         self._accepting = threading.Event()
         self._drain_deadline: float | None = None
-        self._pending = 0
-        self._pending_lock = threading.Condition()
+        self._owed = OwedAnswers()
         self._threads: list[threading.Thread] = []
-        self._request_sub: Subscription | None = None
         self._config_sub: Subscription | None = None
         self._reopening = Reopening(*RESUBSCRIBE_BACKOFF_S)
-        self._hooks = DeploymentHooks(ipc, self.overrides, lambda: self._pending,
+        self._hooks = DeploymentHooks(ipc, self.overrides, lambda: self._owed.owed,
                                       lambda: self.config, self._control.put)
         self.connection_lost = False
-        self._delivery_closed = False  # the owed limit no longer holds callbacks back
-        self.delivered = 0
-        self.answered = 0
         self._busy_log = RateLimitedCounter(
             "refused %d request(s) as BUSY in %.1f s: the queue (QueueSize) was full; "
             "raise QueueSize or Workers, or send fewer requests%s", logger=log)
@@ -135,8 +138,24 @@ class ClassifierService:
         self._failed_log = RateLimitedCounter(
             "%d request(s) failed in %.1f s; the latest: %s", logger=log)
         self.metrics = ClassifierMetrics(self._work.qsize, ipc, lambda: self.config)
-        self.overflow = OverflowAnswers(self._publisher.outbox, self._count_delivered,
-                                        self.metrics.record_result)
+
+    @property
+    def received(self) -> int:
+        """Request callbacks invoked (each is answered exactly once)."""
+        return self._owed.received
+
+    @property
+    def delivered(self) -> int:
+        """Received and admitted past the MAX_OWED bound."""
+        return self._owed.delivered
+
+    @property
+    def answered(self) -> int:
+        return self._owed.answered
+
+    @property
+    def owed(self) -> int:
+        return self._owed.owed
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -231,21 +250,16 @@ class ClassifierService:
         except IpcError as exc:
             log.warning("could not report state %s: %s", state, exc)
 
-    # --- intake (IPC callback threads: no blocking, no IPC) ----------------------------------
+    # --- intake (the request connection's thread: waits for room, no IPC) ------------------
 
     @contextmanager
     def _delivery(self, topic: str) -> Iterator[None]:
-        """One delivered message: counted pending here (once fewer than MAX_OWED answers are
-        owed), then answered by the body, each path of which hands its answer or its job on as
-        the last thing it does. If the body raises, nothing was handed on: the message is
-        answered INTERNAL_ERROR here (a bug, never reached by input), so it is never left
-        pending."""
-        with self._pending_lock:
-            owed = MAX_OWED + self.config.queue_size  # .overflow's answers are not counted
-            self._pending_lock.wait_for(lambda: self._pending - self.overflow.owed < owed
-                                        or self._delivery_closed)
-            self._pending += 1
-            self.delivered += 1
+        """One received message: counted here, admitted once fewer than MAX_OWED + QueueSize
+        answers are owed (the wait that holds a flood back in the socket), then answered by the
+        body, each path of which hands its answer or its job on as the last thing it does. If
+        the body raises, nothing was handed on: the message is answered INTERNAL_ERROR here (a
+        bug, never reached by input), so it is never left owed."""
+        self._owed.admit(MAX_OWED + self.config.queue_size)
         try:
             yield
         except Exception as exc:
@@ -262,12 +276,6 @@ class ClassifierService:
         """IPC callback: exactly one answer for every message, whatever it holds."""
         with self._delivery(topic):
             self._take(topic, payload, self.config, time.perf_counter())
-
-    def _count_delivered(self, delta: int) -> None:
-        with self._pending_lock:  # never waits for MAX_OWED: overflow answers are capped
-            self._pending += delta
-            self.delivered += delta
-            self._pending_lock.notify_all()
 
     def _take(self, topic: str, payload: Any, config: ClassifierConfig,
               received: float) -> None:
@@ -380,8 +388,9 @@ class ClassifierService:
         self._send(job.reply_topic, result)
 
     def _send(self, topic: str, result: ClassificationResult, *, refusal: bool = False) -> None:
-        """Queue an answer. ``refusal``: from the IPC callback or the stopping service, so it
-        must not wait for room in the outbox (see :mod:`.publisher`)."""
+        """Queue an answer. ``refusal``: from the request callback or the stopping service, so
+        it does not wait for room in the outbox (see :mod:`.publisher`; the callback has waited
+        for room among the answers owed already)."""
         config = self.config
         iot_topic = config.iot_core_topic if config.publish_to_iot_core else None
         self.metrics.record_result(result)
@@ -392,23 +401,15 @@ class ClassifierService:
             self._publisher.outbox.put(item)
 
     def _answered(self) -> None:
-        """One answer done (published, or given up): no longer pending."""
-        with self._pending_lock:
-            self._pending -= 1
-            self.answered += 1
-            self._pending_lock.notify_all()
+        """One answer done (published, or given up): no longer owed."""
+        self._owed.answered_one()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def _subscribe_requests(self) -> None:
-        if self._request_sub is not None:
-            self._request_sub.close()
         topic = self.config.request_topic
-        self._request_sub = self.ipc.subscribe(
-            topic, self.on_request,  # the callback queue full: see .overflow
-            on_overflow=lambda _topic, payload: self.overflow.take(
-                payload, self.config, self._publish_policy),
-            on_closed=lambda: self._control.put(Control.RESUBSCRIBE_REQUESTS))
+        self._intake.subscribe(topic, self.on_request,
+                               lambda: self._control.put(Control.RESUBSCRIBE_REQUESTS))
         log.info("taking requests from %s", topic)
 
     def _subscribe_config(self) -> None:
@@ -420,6 +421,9 @@ class ClassifierService:
         """Read configuration, load the model, start the threads, subscribe, then report
         RUNNING (ERRORED if the model cannot load). Raises ConfigError, IpcError."""
         self.ipc.on_connection_lost(lambda _reason: self._control.put(Control.CONNECTION_LOST))
+        if self._intake.dedicated:
+            self._intake.connection.on_connection_lost(
+                lambda _reason: self._control.put(Control.CONNECTION_LOST))
         self.config = self.read_config()
         self._limits_cache = self._limits(self.config)
         self._work.maxsize = self.config.queue_size
@@ -498,53 +502,42 @@ class ClassifierService:
             self.apply_config_update()  # changes made while it was closed
 
     def shutdown(self) -> None:
-        """Stop taking requests, answer every one delivered, stop the threads. Returns within
+        """Stop taking requests, answer every one received, stop the threads. Returns within
         STOP_BUDGET_S."""
         started = time.monotonic()
         self._accepting.clear()
         if self.connection_lost:
-            with self._pending_lock:
-                self._delivery_closed = True  # nothing can be published: hold nothing back
-                self._pending_lock.notify_all()
+            self._intake.stop(started, self._owed.release)  # nothing can be published
             log.error("the IPC connection is gone: stopping so that Greengrass restarts the "
-                      "component (%d requests delivered, %d answered)", self.delivered,
+                      "component (%d requests received, %d answered)", self.received,
                       self.answered)
             self._stop_threads(0.5)
             return
-        log.info("stopping: no new requests; answering the ones delivered")
-        for sub in (self._request_sub, self._config_sub, *self._hooks.subscriptions):
-            if sub is not None:
-                sub.close(timeout=0.5)
-        # what the SDK received before the unsubscribe is delivered now (answered UNAVAILABLE)
-        # while there is time and room; the rest is dropped undelivered. After this, pending
-        # counts every answer owed.
-        if not self.ipc.quiesce_callbacks(LATE_DELIVERY_S):
-            undelivered = self.ipc.discard_undelivered()
-            log.warning("dropped %d requests received but not delivered before the classifier "
-                        "stopped (the classifier was overloaded)", undelivered)
-        with self._pending_lock:
-            self._delivery_closed = True  # a callback held back by MAX_OWED: answer it too
-            self._pending_lock.notify_all()
-        self.ipc.quiesce_callbacks(0.1)
-        log.info("unsubscribed after %.2f s; %d answers owed, %d of them ready to publish",
-                 time.monotonic() - started, self._pending, len(self._publisher.outbox))
+        log.info("stopping: no new requests; answering the ones received")
         self._drain_deadline = started + DRAIN_TIMEOUT_S
-        if not self.wait_idle(max(0.0, self._drain_deadline - time.monotonic())):
+        # what the SDK still hands us is answered UNAVAILABLE until the stream has closed;
+        # then the request connection is closed: what it never read was never delivered
+        self._intake.stop(started + INTAKE_CLOSE_S, self._owed.release)
+        for sub in (self._config_sub, *self._hooks.subscriptions):
+            if sub is not None:
+                sub.close(timeout=0.3)
+        log.info("unsubscribed after %.2f s; %d answers owed, %d of them ready to publish",
+                 time.monotonic() - started, self.owed, len(self._publisher.outbox))
+        if not self.wait_idle(self._drain_deadline - time.monotonic()):
             self._answer_queued_unavailable()
             self._publisher.outbox.unbound()
-        if not self.wait_idle(max(0.0, started + STOP_BUDGET_S - time.monotonic())):
-            log.error("stopped with %d requests unanswered after %.1f s", self._pending,
+        if not self.wait_idle(started + STOP_BUDGET_S - time.monotonic()):
+            log.error("stopped with %d requests unanswered after %.1f s", self.owed,
                       time.monotonic() - started)
         self._stop_threads(0.3)
         self.metrics.publisher.stop()  # publishes the last interval
-        for counter in (self._busy_log, self._refused_log, self._failed_log, self.overflow):
+        for counter in (self._busy_log, self._refused_log, self._failed_log):
             counter.flush()  # the counts since their last line
-        log.info("stopped after answering %d requests: %d delivered, %d answered, %d "
-                 "unanswered, %d publishes failed; at most %d answers were queued and %d IPC "
-                 "callbacks waiting; %d overflowed, %d dropped", self.answered, self.delivered,
-                 self.answered, self.delivered - self.answered, self._publisher.failed,
-                 self._publisher.outbox.peak, self.ipc.callback_backlog_peak(),
-                 self.ipc.callback_overflowed(), self.overflow.dropped)
+        log.info("stopped after answering %d requests: %d received, %d answered, %d "
+                 "unanswered, %d publishes failed; at most %d answers were queued and %d "
+                 "other IPC callbacks waiting", self.answered, self.received, self.answered,
+                 self.received - self.answered, self._publisher.failed,
+                 self._publisher.outbox.peak, self.ipc.callback_backlog_peak())
 
     def _answer_queued_unavailable(self) -> None:
         """Past the drain time: what no worker has taken yet is answered UNAVAILABLE now."""
@@ -570,21 +563,16 @@ class ClassifierService:
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every received request has been answered."""
-        deadline = time.monotonic() + timeout
-        with self._pending_lock:
-            while self._pending > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._pending_lock.wait(remaining)
-        return True
+        return self._owed.wait_idle(timeout)
 
 
 def run_classifier(ipc: IpcClient, overrides: Mapping[str, Any] | None = None,
                    install_signals: Callable[[Callable[[], None]], None] | None = None,
-                   model_loader: ModelLoader = default_model_loader) -> int:
-    """Run the component until SIGTERM (exit code 0) or until the IPC connection is gone (1)."""
-    service = ClassifierService(ipc, overrides, model_loader=model_loader)
+                   model_loader: ModelLoader = default_model_loader,
+                   intake: IpcClient | None = None) -> int:
+    """Run the component until SIGTERM (exit code 0) or until an IPC connection is gone (1);
+    ``intake``: the connection for requests alone (see :mod:`.intake`)."""
+    service = ClassifierService(ipc, overrides, model_loader=model_loader, intake=intake)
     if install_signals is not None:
         install_signals(service.stop)
     try:

@@ -170,6 +170,9 @@ class IpcConnection:
         # headers; never more than the client accepts (it drops the connection otherwise)
         self.max_event_frame_bytes = min(max_frame_bytes + 64 * 1024, CLIENT_MAX_MESSAGE_LENGTH)
         self.max_write_buffer_bytes = max_write_buffer_bytes
+        #: stream events handed to the transport, and the most bytes it ever held unsent
+        self.events_written = 0
+        self.peak_write_buffer_bytes = 0
         self.component: str | None = None
         self.refused = False
         self.closed = False
@@ -384,7 +387,9 @@ class IpcConnection:
         if self.closed:
             return
         self.writer.write(frame)
-        if self.writer.transport.get_write_buffer_size() > self.max_write_buffer_bytes:
+        buffered = self.writer.transport.get_write_buffer_size()
+        self.peak_write_buffer_bytes = max(self.peak_write_buffer_bytes, buffered)
+        if buffered > self.max_write_buffer_bytes:
             log.error("%s is not reading its IPC messages; closing the connection", self.component)
             self.close()
 
@@ -396,7 +401,8 @@ class IpcConnection:
             self._loop.call_soon_threadsafe(self._send_on_stream, frame, stream)
 
     def _send_on_stream(self, frame: bytes, stream: ServerStream) -> None:
-        if not stream.closed:
+        if not stream.closed and not self.closed:
+            self.events_written += 1
             self.send_frame(frame)
 
     def protocol_error(self, message: str) -> None:

@@ -81,6 +81,7 @@ class IpcServer:
         )
         self._lock = threading.Lock()
         self._connections: set[IpcConnection] = set()
+        self._closed_stats: dict[str, tuple[int, int]] = {}  # component -> see traffic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -202,6 +203,11 @@ class IpcServer:
     def _connection_closed(self, connection: IpcConnection) -> None:
         with self._lock:
             self._connections.discard(connection)
+            if connection.component is not None:
+                written, peak = self._closed_stats.get(connection.component, (0, 0))
+                self._closed_stats[connection.component] = (
+                    written + connection.events_written,
+                    max(peak, connection.peak_write_buffer_bytes))
         if connection.component is not None:
             log.debug("%s disconnected", connection.component)
 
@@ -240,6 +246,17 @@ class IpcServer:
     def connection_count(self, name: str | None = None) -> int:
         with self._lock:
             return sum(1 for c in self._connections if name is None or c.component == name)
+
+    def traffic(self, name: str) -> tuple[int, int]:
+        """Stream events written to ``name``'s connections so far (handed to the socket, read
+        or not), and the most bytes one of its connections held unsent."""
+        with self._lock:
+            written, peak = self._closed_stats.get(name, (0, 0))
+            for connection in self._connections:
+                if connection.component == name:
+                    written += connection.events_written
+                    peak = max(peak, connection.peak_write_buffer_bytes)
+        return written, peak
 
     # --- configuration and access control ----------------------------------------------------
 
