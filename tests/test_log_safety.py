@@ -183,3 +183,19 @@ def test_a_flood_of_busy_and_invalid_requests_adds_under_1_mb_of_log(intake):
     assert written < 1_000_000, f"{written} bytes of log for {n} requests"
     assert any("BUSY" in line for line in out.lines)
     assert any("refused" in line and "bad-" in line for line in out.lines)
+
+
+def test_flushing_a_rate_limited_warning_stops_its_timer(caplog):
+    """A stopping service flushes its counters: the count is logged then, and no timer thread
+    is left to log after the service (or the process's logging) is gone."""
+    counter = RateLimitedCounter("n=%d %.1f%s", interval=3600.0,
+                                 logger=logging.getLogger("ggic.test"))
+    with caplog.at_level(logging.WARNING, "ggic.test"):
+        counter.note()
+        counter.note(" counted")  # within the interval: counted, and a timer is armed
+        timer = counter._timer
+        assert timer is not None and timer.is_alive()
+        counter.flush()
+        timer.join(2.0)
+    assert not timer.is_alive()
+    assert [r.getMessage().split()[0] for r in caplog.records] == ["n=1", "n=1"]

@@ -127,3 +127,17 @@ def test_serve_stops_between_rounds(mocker, image_dir):
     thread.join(5)
     assert not thread.is_alive()
     assert len(fake.sent) == 3  # one round; the 30 s wait was interrupted
+
+
+def test_closing_logs_the_messages_ignored_since_the_last_line(mocker, image_dir, caplog):
+    """The count of ignored result-topic messages is logged when the requester closes, not by a
+    timer after it is gone (or never, when the process exits first)."""
+    fake = FakeClassifier(mocker, config={"ImageDirectory": str(image_dir)})
+    service = RequesterService(fake.ipc)
+    service.start()
+    with caplog.at_level(logging.WARNING, "ggic.requester.service"):
+        fake.result_handler("local/result", b"\xff not json")
+        fake.result_handler("local/result", b"\xff again")  # counted, not logged yet
+        service.close()
+    lines = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert [line.split(" message")[0] for line in lines] == ["ignored 1", "ignored 1"]

@@ -47,7 +47,9 @@ class RateLimitedCounter:
         """Log what was counted since the last line, if anything (the timer calls this; so
         may a service that stops)."""
         with self._lock:
-            self._timer = None
+            timer, self._timer = self._timer, None
+            if timer is not None and timer is not threading.current_thread():
+                timer.cancel()  # a stopping service's flush: no thread left to log later
             if self._count:
                 self._log_locked(time.monotonic())
 

@@ -139,6 +139,10 @@ class ResultWaiter:
             with contextlib.suppress(queue.Full):
                 slot.put_nowait(None)
 
+    def flush_log(self) -> None:
+        """Log the messages ignored since the last line (the requester is stopping)."""
+        self._ignored_log.flush()
+
     def on_result(self, topic: str, payload: Any) -> None:
         """IPC callback: never blocks, never raises. Only a well-formed result takes a slot:
         a malformed message, even one that names a request we wait for, is logged and
@@ -294,4 +298,5 @@ class RequesterService:
         for sub in self._subs:
             sub.close()
         self._subs.clear()
+        self.waiter.flush_log()
 
