@@ -17,6 +17,7 @@ from ggic.classifier.publisher import Outbox, Outgoing, Publisher
 from ggic.ipc import IpcError, IpcErrorKind, ipc_error_of
 from ggic.ipc_callbacks import CallbackRunner
 from ggic.messages import ClassificationResult, ErrorCode
+from waiting import wait_until
 
 
 def answer(rid: str, code: ErrorCode | None = None) -> Outgoing:
@@ -67,6 +68,100 @@ def test_several_publishes_are_in_flight_and_their_number_is_bounded():
     publisher.stop(5)
     assert len(done) == 10
     assert [rid for rid, _ in ipc.started] == [f"r{i}" for i in range(10)]
+
+
+class StartingIpc:
+    """publish_async records who started each publish (and when asked, is slow to start one);
+    the acknowledgement comes a moment later from another thread, as the SDK's does."""
+
+    def __init__(self, slow_every: int = 0) -> None:
+        self.lock = threading.Lock()
+        self.started: list[tuple[str, str]] = []  # (request id, starting thread)
+        self.slow_every = slow_every
+
+    def publish_async(self, topic, payload) -> Future:
+        future: Future = Future()
+        with self.lock:
+            self.started.append((payload["request_id"], threading.current_thread().name))
+            n = len(self.started)
+        if self.slow_every and n % self.slow_every == 0:
+            time.sleep(0.002)  # the turn to start is held: what is put meanwhile is queued
+        threading.Timer(0.001, future.set_result, (None,)).start()
+        return future
+
+
+def test_a_result_with_nothing_queued_ahead_is_published_by_the_thread_that_made_it():
+    ipc = StartingIpc()
+    done = threading.Semaphore(0)
+    publisher = Publisher(ipc, done.release)
+    publisher.start()
+    try:
+        for i in range(3):
+            publisher.put(answer(f"r{i}"))
+            assert done.acquire(timeout=5)  # answered (on_done) before the next
+        assert ipc.started == [(f"r{i}", threading.current_thread().name) for i in range(3)]
+    finally:
+        publisher.stop(5)
+
+
+def test_results_start_once_each_in_the_order_each_thread_put_them_whichever_thread_starts():
+    """Two producing threads (the inference thread, a worker's errors), few slots, some slow
+    starts: results go both ways (started by their producer, queued for the publisher thread),
+    each producer's in its order, every one exactly once, and each answer is done once."""
+    ipc = StartingIpc(slow_every=3)
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def on_done() -> None:
+        with lock:
+            done.append(1)
+
+    publisher = Publisher(ipc, on_done, max_in_flight=1, capacity=8)
+    publisher.start()
+
+    def produce(name: str) -> None:
+        for i in range(150):
+            publisher.put(answer(f"{name}-{i}"))
+            if i % 10 == 0:
+                time.sleep(0.003)  # now and then nothing is queued: the direct way
+
+    producers = [threading.Thread(target=produce, args=(name,), name=name)
+                 for name in ("producer-a", "producer-b")]
+    for thread in producers:
+        thread.start()
+    for thread in producers:
+        thread.join(30)
+    publisher.stop(10)
+    ids = [rid for rid, _ in ipc.started]
+    assert sorted(ids) == sorted(f"{n}-{i}" for n in ("producer-a", "producer-b")
+                                 for i in range(150))  # each once
+    for name in ("producer-a", "producer-b"):
+        assert [rid for rid in ids if rid.startswith(name)] == [f"{name}-{i}" for i in range(150)]
+    starters = {thread for _, thread in ipc.started}
+    assert "ggic-publisher" in starters and starters & {"producer-a", "producer-b"}
+    assert wait_until(lambda: len(done) == 300)  # the last acknowledgements come just after
+    time.sleep(0.05)
+    assert len(done) == 300  # and never more
+
+
+def test_one_publish_is_started_at_a_time_so_none_put_later_overtakes_one_taken():
+    outbox = Outbox()
+    outbox.put(answer("first"))
+    assert outbox.take(turn=True).result.request_id == "first"  # not started yet
+    assert not outbox.claim_start(lambda: True)  # a later one may not start before it
+    outbox.started()
+    assert outbox.claim_start(lambda: True)  # now it may: nothing queued, nothing starting
+    outbox.put(answer("second"))
+    taken: list[str] = []
+    thread = threading.Thread(target=lambda: taken.append(
+        outbox.take(turn=True).result.request_id))
+    thread.start()
+    thread.join(0.2)
+    assert taken == []  # the publisher thread waits while a caller starts its publish
+    outbox.started()
+    thread.join(5)
+    assert taken == ["second"]
+    assert not outbox.claim_start(lambda: False)  # no slot free: it is queued instead
 
 
 def test_results_go_before_queued_refusals_and_refusals_never_wait():

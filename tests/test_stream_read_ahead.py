@@ -148,7 +148,7 @@ class StandInIpc:
                 self.requests.append(message)
             self.published.notify_all()
 
-    def subscribe(self, _topic: str, _callback: Any) -> Subscription:
+    def subscribe(self, _topic: str, _callback: Any, **_options: Any) -> Subscription:
         return Subscription()
 
     def wait_for_requests(self, n: int) -> list[dict[str, Any]]:

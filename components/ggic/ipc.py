@@ -17,6 +17,11 @@ so stream callbacks are called on that thread, and :class:`IpcClient` decides wh
   callback MAY block: while it does, the SDK reads nothing more from that socket, so what is
   not read yet stays in the kernel's and the server's buffers, undelivered. That is the
   backpressure a flood needs; answers leave on the other connection, whose thread never waits.
+* ``subscribe(..., on_network_thread=True)``: that one subscription's callback on the network
+  thread, whatever the client's default, for a callback that never blocks and never makes an
+  IPC call (the stream requester's results): it saves the hand-off to the callback thread, a
+  thread wake per message, on the path of every round trip. It must not block: while it runs,
+  that connection's publishes and their acknowledgements wait.
 
 Failures are :class:`IpcError` with a :class:`IpcErrorKind` and ``is_retryable()``, as the
 SDK's own errors have: server errors (``ServiceError``) and timeouts may succeed if tried
@@ -270,12 +275,17 @@ class IpcClient:
         handler: MessageHandler,
         on_error: Callable[[IpcError], None] | None = None,
         on_closed: Callable[[], None] | None = None,
+        *,
+        on_network_thread: bool = False,
     ) -> Subscription:
         """Subscribe to a local topic (MQTT wildcards allowed); JSON and binary messages.
 
         An event the SDK cannot read (say, JSON nested deeper than Python's recursion limit)
         is logged and skipped: the stream stays open. Any other stream error closes the stream;
         ``on_closed`` runs when the stream ends without :meth:`Subscription.close`.
+        ``on_network_thread``: ``handler`` runs on the SDK's network thread, not the callback
+        thread (see the module docstring: it must never block nor make an IPC call); an
+        exception it raises is logged and the stream stays open, as on the callback thread.
         """
         subscription = Subscription(f"subscription to {topic}")
 
@@ -289,14 +299,15 @@ class IpcClient:
 
         operation = self._subscribe_stream(
             subscription, lambda stream: self._client.subscribe_to_topic(topic=topic, **stream),
-            on_event, on_error, on_closed)
+            on_event, on_error, on_closed, on_network_thread=on_network_thread)
         subscription._operation = operation
         return subscription
 
     def _subscribe_stream(self, subscription: Subscription, call: Callable[..., Any],
                           on_event: Callable[[Any], None],
                           on_error: Callable[[IpcError], None] | None,
-                          on_closed: Callable[[], None] | None) -> Any:
+                          on_closed: Callable[[], None] | None, *,
+                          on_network_thread: bool = False) -> Any:
         def on_stream_error(exc: Exception) -> bool:
             error = ipc_error_of(exc)
             keep_open = error.kind is IpcErrorKind.MALFORMED
@@ -310,8 +321,14 @@ class IpcClient:
             if not subscription.closed_by_us and on_closed is not None:
                 on_closed()
 
-        runner = self._runner
+        runner = None if on_network_thread else self._runner
         stream_event, stream_closed = on_event, on_stream_closed
+        if on_network_thread:  # as on the callback thread: a callback's bug is logged and the
+            def stream_event(event: Any) -> None:  # stream stays open (the SDK would close it)
+                try:
+                    on_event(event)
+                except Exception:
+                    log.exception("an IPC callback failed")
         if runner is not None:  # run on the callback thread, in arrival order
             def stream_event(event: Any) -> None:
                 runner.submit(on_event, event)

@@ -21,6 +21,13 @@ The outbox has two ways in:
 
 The two are separate lanes and results go first: a result is never queued behind a flood's
 BUSY answers, and the pipeline never waits for room taken by them.
+
+:meth:`Publisher.put` (the pipeline's way in) starts a result's publish on the calling thread
+when nothing is queued ahead of it, no other publish is being started and a slot is free: the
+hand-off to the publisher thread, a thread wake, is then off the path of a lone request.
+Otherwise it queues the result (:meth:`Outbox.put`). Starting is one at a time, the publisher
+thread's and the callers' alike (:meth:`Outbox.claim_start` / :meth:`Outbox.take` hold the turn
+until :meth:`Outbox.started`), so answers start in the order they were put.
 """
 
 from __future__ import annotations
@@ -76,6 +83,7 @@ class Outbox:
         self._cond = threading.Condition()
         self._unbounded = False
         self._closed = False
+        self._starting = False  # a publish is being started (whose turn it is to start one)
         self.peak = 0
 
     def __len__(self) -> int:
@@ -116,18 +124,42 @@ class Outbox:
             self._closed = True
             self._cond.notify_all()
 
-    def take(self) -> Outgoing | _Publication | None:
-        """The next retry that is due, else the next answer; None once closed and empty."""
+    def claim_start(self, acquire_slot: Callable[[], bool]) -> bool:
+        """Take the turn to start a publish on the calling thread: only if nothing is queued,
+        no publish is being started and ``acquire_slot()`` (not waiting) gets a slot. True: the
+        caller starts its publish, then calls :meth:`started`."""
+        with self._cond:
+            if self._starting or self._results or self._refusals or not acquire_slot():
+                return False
+            self._starting = True
+            return True
+
+    def started(self) -> None:
+        """The publish whose turn it was has been started (or given up): the next may go."""
+        with self._cond:
+            self._starting = False
+            self._cond.notify_all()
+
+    def take(self, *, turn: bool = False) -> Outgoing | _Publication | None:
+        """The next retry that is due, else the next answer; None once closed and empty.
+        ``turn``: also the turn to start it (waiting while a caller has it; give it back with
+        :meth:`started`), so that no publish put later starts first."""
         with self._cond:
             while True:
+                if turn and self._starting:  # a caller is starting a publish put before these
+                    self._cond.wait()
+                    continue
                 now = time.monotonic()
                 if self._retries and self._retries[0][0] <= now:
+                    self._starting = turn
                     return heapq.heappop(self._retries)[2]
                 if self._results:
                     item = self._results.popleft()
+                    self._starting = turn
                     self._cond.notify_all()  # room for a waiting put()
                     return item
                 if self._refusals:
+                    self._starting = turn
                     return self._refusals.popleft()
                 if self._closed and not self._retries:
                     return None
@@ -151,6 +183,17 @@ class Publisher:
     def start(self) -> None:
         self._thread.start()
 
+    def put(self, item: Outgoing) -> None:
+        """Publish a result: started here when nothing is queued ahead of it and a slot is
+        free, else queued (waiting while the outbox is full, see :meth:`Outbox.put`)."""
+        if not self.outbox.claim_start(lambda: self._slots.acquire(blocking=False)):
+            self.outbox.put(item)
+            return
+        try:
+            self._begin(_Publication(item))
+        finally:
+            self.outbox.started()
+
     def stop(self, timeout: float) -> None:
         """Publish what is queued, then end the thread (waits at most ``timeout``)."""
         self.outbox.unbound()
@@ -159,21 +202,27 @@ class Publisher:
 
     def _run(self) -> None:
         while True:
-            taken = self.outbox.take()
+            taken = self.outbox.take(turn=True)
             if taken is None:
                 return
-            if isinstance(taken, _Publication):  # a retry: it kept its slot
-                self._start_local(taken)
-                continue
-            self._slots.acquire()
-            publication = _Publication(taken)
             try:
-                publication.payload = taken.result.to_dict()
-            except Exception:  # a bug: the answer is still done, the thread goes on
-                log.exception("encoding the result of %s failed", taken.result.request_id)
-                self._finish(publication)
-                continue
-            self._start(publication)
+                if isinstance(taken, _Publication):  # a retry: it kept its slot
+                    self._start_local(taken)
+                    continue
+                self._slots.acquire()
+                self._begin(_Publication(taken))
+            finally:
+                self.outbox.started()
+
+    def _begin(self, publication: _Publication) -> None:
+        """Encode and start a new answer's publish (its slot taken)."""
+        try:
+            publication.payload = publication.item.result.to_dict()
+        except Exception:  # a bug: the answer is still done, the thread goes on
+            log.exception("encoding the result of %s failed", publication.item.result.request_id)
+            self._finish(publication)
+            return
+        self._start(publication)
 
     def _start(self, publication: _Publication) -> None:
         item = publication.item

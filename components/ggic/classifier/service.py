@@ -8,6 +8,9 @@ Threads and queues (no inference and no IPC call ever runs on an IPC callback th
     any stage's error --------------------------------------> outbox
     outbox --publisher: up to 32 publishes in flight--> PublishToTopic (and PublishToIoTCore)
 
+(A result with nothing queued ahead of it is published by the thread that made it, without
+the outbox hand-off: see :mod:`.publisher`.)
+
 Decoding the next request overlaps inference of the current one, and the one ``DLRModel`` is
 only ever run by the inference thread, its warm-up included: a model's thread pools (OpenMP's
 team, TVM's pool) belong to the thread that runs it, so the warm-up there sizes them
@@ -398,7 +401,7 @@ class ClassifierService:
         if refusal:
             self._publisher.outbox.put_refusal(item)
         else:
-            self._publisher.outbox.put(item)
+            self._publisher.put(item)
 
     def _answered(self) -> None:
         """One answer done (published, or given up): no longer owed."""

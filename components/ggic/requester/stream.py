@@ -137,7 +137,10 @@ class StreamService:
         return FrameSender(transport, fmt, ring)
 
     def start(self) -> None:
-        self._subs.append(self.ipc.subscribe(self.config.result_topic, self.on_result))
+        # on the network thread: no hand-off to the callback thread between a result arriving
+        # and the sender learning there is room (on_result never blocks, makes no IPC call)
+        self._subs.append(self.ipc.subscribe(self.config.result_topic, self.on_result,
+                                             on_network_thread=True))
         if self.use_ipc_config:
             self._subs.append(self.ipc.subscribe_configuration(
                 lambda _path: self._reconfigure.set()))
@@ -167,9 +170,12 @@ class StreamService:
         for ring in self._rings.values():
             ring.remove_files()
 
-    # --- results (IPC callback threads: no blocking, no IPC calls) ---------------------------
+    # --- results (the SDK's network thread: no blocking, no IPC calls) ------------------------
 
     def on_result(self, topic: str, payload: Any) -> None:
+        """On the connection's network thread (see :meth:`start`): it frees the request's room
+        first, so the sender can go on at once; then only short locks (nobody holds them across
+        an IPC call), the result's log line and a non-blocking hand-off of a change."""
         try:
             result = ClassificationResult.from_dict(decode_payload(payload))
         except Exception as exc:  # ValueError, KeyError, ClassificationError

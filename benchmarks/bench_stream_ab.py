@@ -1,0 +1,120 @@
+"""A/B of two source trees on the stream's single-request path: what a frame's round trip costs
+beyond the classifier's own work, per request, alternating the trees in one process run.
+
+    python benchmarks/bench_stream_ab.py --base DIR --new DIR [--rounds 10] [--frames 200]
+
+``DIR``: a tree of this repository (``git archive <commit> | tar -x -C DIR``, or a worktree).
+Each tree gets its own ``ggic.local`` IPC server and classifier process (the model and video
+are shared); each round runs one requester of each tree (``file/bmp``, MaxInFlight 1, every
+frame as soon as its predecessor's result is in), in alternating order. Per request: the
+requester's sent -> result (its log line) minus the classifier's ``timing_ms.total``
+(accepted -> result built): the IPC hops, the intake, the hand-offs and the publishing. The
+model's time, which the machine's load moves most, drops out. Prints each run's median and min
+of that overhead, the median of the per-run medians per tree, and the per-round difference
+(new - base): a gain shows as differences below zero in most rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+
+def load_bench(tree: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, tree / "benchmarks" / "bench_stream.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(bench: ModuleType, stream: Any, video: Path) -> dict[str, float]:
+    config = {**bench.recipe_defaults(bench.REQUESTER), "Source": str(video),
+              "FrameTransport": "file", "FrameFormat": "bmp", "MaxInFlight": "1",
+              "VideoRealTime": "false", "FrameDirectory": str(stream.frames_dir),
+              "MetricsInterval": "0"}
+    stream.server.register_component(bench.REQUESTER, configuration=config,
+                                     access_control=config["accessControl"])
+    while not stream.arrivals.empty():
+        stream.arrivals.get_nowait()
+    done = subprocess.run([sys.executable, "-m", "ggic", "requester"],
+                          env=stream.env(bench.REQUESTER), capture_output=True, text=True,
+                          timeout=600)
+    if done.returncode != 0:
+        raise SystemExit(done.stdout + done.stderr)
+    classifier_ms = {}
+    while not stream.arrivals.empty():
+        _arrived, message = stream.arrivals.get_nowait()
+        classifier_ms[message["request_id"]] = float(message["timing_ms"]["total"])
+    sent = {rid: float(ms) for ms, rid in
+            re.findall(r"sent->result (\d+\.\d+) ms\) \[([^\]]+)\]", done.stdout)}
+    overhead = [sent[rid] - classifier_ms[rid] for rid in sent if rid in classifier_ms]
+    return {"median": statistics.median(overhead), "min": min(overhead),
+            "classifier": statistics.median(classifier_ms.values()), "n": len(overhead)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", type=Path, required=True)
+    parser.add_argument("--new", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--model-dir", type=Path, default=None)
+    args = parser.parse_args()
+    trees = {"base": args.base.resolve(), "new": args.new.resolve()}
+    benches = {label: load_bench(tree, f"bench_stream_{label}") for label, tree in trees.items()}
+    load_at_start = os.getloadavg()[0]
+    results: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
+    with tempfile.TemporaryDirectory(prefix="ggic-bench-ab-") as tmp:
+        work = Path(tmp)
+        model_dir = args.model_dir
+        if model_dir is None:
+            from ggic.modelgen.efficientnet_lite import build_demo_model
+
+            model_dir = work / "model"
+            build_demo_model(model_dir)
+        video = benches["base"].write_video(work / "video.avi", args.frames)
+        streams = {}
+        try:
+            for label, bench in benches.items():
+                (work / label).mkdir()
+                os.environ["PYTHONPATH"] = str(trees[label] / "components")  # its processes
+                streams[label] = bench.Stream(work / label, model_dir, 1)
+            for round_ in range(args.rounds):
+                order = list(trees) if round_ % 2 == 0 else list(reversed(list(trees)))
+                for label in order:
+                    os.environ["PYTHONPATH"] = str(trees[label] / "components")
+                    result = run(benches[label], streams[label], video)
+                    results[label].append(result)
+                    print(f"round {round_} {label:4s}: overhead median {result['median']:.3f} "
+                          f"ms, min {result['min']:.3f} ms; classifier {result['classifier']:.2f}"
+                          f" ms; {result['n']:.0f} results", flush=True)
+        finally:
+            for stream in streams.values():
+                stream.close()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f} (at the start "
+          f"{load_at_start:.2f}); {args.frames} frames of 640x480, {args.rounds} rounds")
+    for label, runs in results.items():
+        medians = [r["median"] for r in runs]
+        print(f"{label:4s} ({trees[label]}): overhead beyond the classifier's timing_ms.total, "
+              f"median of the run medians {statistics.median(medians):.3f} ms (lowest "
+              f"{min(medians):.3f}); lowest single request {min(r['min'] for r in runs):.3f} ms")
+    diffs = [new["median"] - base["median"] for base, new in zip(results["base"], results["new"])]
+    print("new - base per round (ms): " + " ".join(f"{d:+.3f}" for d in diffs)
+          + f"; median {statistics.median(diffs):+.3f}, {sum(d < 0 for d in diffs)} of "
+          f"{len(diffs)} rounds lower")
+
+
+if __name__ == "__main__":
+    main()
