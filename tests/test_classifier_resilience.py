@@ -165,14 +165,17 @@ def test_requests_arrive_on_a_connection_of_their_own(classifier):
     assert classifier.connections_with(SUBSCRIBE_TO_CONFIGURATION) != [intake]
 
 
+def exit_code_within_15_s(classifier, without: str) -> int:
+    try:
+        return classifier.process.wait(15)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running without {without}:\n" + classifier.log())
+
+
 def test_the_process_exits_non_zero_when_only_the_request_connection_is_gone(classifier):
     (intake,) = classifier.connections_with(SUBSCRIBE_TO_TOPIC)
     intake.close_threadsafe()
-    try:
-        code = classifier.process.wait(15)
-    except subprocess.TimeoutExpired:
-        pytest.fail("still running without its request connection:\n" + classifier.log())
-    assert code != 0
+    assert exit_code_within_15_s(classifier, "its request connection") != 0
     assert "the IPC connection to the nucleus is gone" in classifier.log()
 
 
@@ -197,9 +200,5 @@ def test_a_configuration_stream_the_server_ends_is_opened_again(classifier):
 
 def test_the_process_exits_non_zero_when_the_ipc_connection_is_gone(classifier):
     classifier.server.unregister_component(CLASSIFIER)  # closes its connection
-    try:
-        code = classifier.process.wait(15)
-    except subprocess.TimeoutExpired:
-        pytest.fail("still running without IPC:\n" + classifier.log())
-    assert code != 0
+    assert exit_code_within_15_s(classifier, "IPC") != 0
     assert "the IPC connection to the nucleus is gone" in classifier.log()

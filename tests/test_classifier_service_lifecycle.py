@@ -96,15 +96,21 @@ def test_an_ended_request_subscription_is_reopened_with_backoff(make, caplog):
         server.join(10)
 
 
+def serve_result_when_lost(service, connection, reason: str) -> list[int]:
+    """Run ``service.serve()``, make ``connection`` (an IPC double) report itself lost, and
+    return what serve returned within 5 s (empty if it did not)."""
+    (lost,), _ = connection.on_connection_lost.call_args
+    result: list[int] = []
+    server = threading.Thread(target=lambda: result.append(service.serve()))
+    server.start()
+    lost(reason)
+    server.join(5)
+    return result
+
+
 def test_a_lost_connection_ends_serve_with_1_at_once(make):
     h = make()
-    (lost,), _ = h.ipc.on_connection_lost.call_args
-    result: list[int] = []
-    server = threading.Thread(target=lambda: result.append(h.service.serve()))
-    server.start()
-    lost("the nucleus went away")
-    server.join(5)
-    assert result == [1]
+    assert serve_result_when_lost(h.service, h.ipc, "the nucleus went away") == [1]
 
 
 def test_a_connection_lost_while_reopening_ends_serve_with_1(make):
@@ -231,10 +237,5 @@ def test_stopping_closes_the_request_connection_then_answers_the_callback_held_b
 
 def test_a_lost_request_connection_ends_serve_with_1(mocker, make):
     h = make_with_intake(mocker, StuckSubscription())
-    (lost,), _ = h.intake.on_connection_lost.call_args
-    result: list[int] = []
-    server = threading.Thread(target=lambda: result.append(h.service.serve()))
-    server.start()
-    lost("the request connection went away")
-    server.join(5)
-    assert result == [1]
+    assert serve_result_when_lost(h.service, h.intake,
+                                  "the request connection went away") == [1]
