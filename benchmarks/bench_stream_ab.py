@@ -9,9 +9,14 @@ are shared); each round runs one requester of each tree (``file/bmp``, MaxInFlig
 frame as soon as its predecessor's result is in), in alternating order. Per request: the
 requester's sent -> result (its log line) minus the classifier's ``timing_ms.total``
 (accepted -> result built): the IPC hops, the intake, the hand-offs and the publishing. The
-model's time, which the machine's load moves most, drops out. Prints each run's median and min
-of that overhead, the median of the per-run medians per tree, and the per-round difference
-(new - base): a gain shows as differences below zero in most rounds.
+model's time, which the machine's load moves most, drops out. Two more figures per request:
+sent -> result minus the classifier's work (``timing_ms`` load + preprocess + inference: also
+counts the hand-offs inside the classifier), and the cycle beyond the work (one result to the
+next at the IPC server minus the next frame's work: also counts the requester's turn-around
+from a result to the next send; with MaxInFlight 1 this is what the stream's throughput pays
+beyond the classifier's work). Prints each run's figures, the median of the per-run medians per
+tree, and the per-round differences (new - base): a gain shows as differences below zero in
+most rounds.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+WORK_STEPS = ("load", "preprocess", "inference")  # the classifier's timing_ms: its work
 
 
 def load_bench(tree: Path, name: str) -> ModuleType:
@@ -52,14 +59,23 @@ def run(bench: ModuleType, stream: Any, video: Path) -> dict[str, float]:
                           timeout=600)
     if done.returncode != 0:
         raise SystemExit(done.stdout + done.stderr)
-    classifier_ms = {}
+    classifier_ms, work_ms, arrivals = {}, {}, []
     while not stream.arrivals.empty():
-        _arrived, message = stream.arrivals.get_nowait()
-        classifier_ms[message["request_id"]] = float(message["timing_ms"]["total"])
+        arrived, message = stream.arrivals.get_nowait()
+        timing = message["timing_ms"]
+        arrivals.append((arrived, message["request_id"]))
+        classifier_ms[message["request_id"]] = float(timing["total"])
+        work_ms[message["request_id"]] = sum(float(timing[k]) for k in WORK_STEPS)
     sent = {rid: float(ms) for ms, rid in
             re.findall(r"sent->result (\d+\.\d+) ms\) \[([^\]]+)\]", done.stdout)}
-    overhead = [sent[rid] - classifier_ms[rid] for rid in sent if rid in classifier_ms]
+    answered = [rid for rid in sent if rid in classifier_ms]
+    overhead = [sent[rid] - classifier_ms[rid] for rid in answered]
+    beyond_work = [sent[rid] - work_ms[rid] for rid in answered]
+    # result to result at the server, minus the later frame's work: the whole cycle's cost
+    cycle = [(later - earlier) * 1000.0 - work_ms[rid]
+             for (earlier, _), (later, rid) in zip(arrivals, arrivals[1:])]
     return {"median": statistics.median(overhead), "min": min(overhead),
+            "beyond_work": statistics.median(beyond_work), "cycle": statistics.median(cycle),
             "classifier": statistics.median(classifier_ms.values()), "n": len(overhead)}
 
 
@@ -97,8 +113,10 @@ def main() -> None:
                     result = run(benches[label], streams[label], video)
                     results[label].append(result)
                     print(f"round {round_} {label:4s}: overhead median {result['median']:.3f} "
-                          f"ms, min {result['min']:.3f} ms; classifier {result['classifier']:.2f}"
-                          f" ms; {result['n']:.0f} results", flush=True)
+                          f"ms, min {result['min']:.3f} ms; beyond the work "
+                          f"{result['beyond_work']:.3f} ms; cycle beyond the work "
+                          f"{result['cycle']:.3f} ms; classifier {result['classifier']:.2f} ms; "
+                          f"{result['n']:.0f} results", flush=True)
         finally:
             for stream in streams.values():
                 stream.close()
@@ -110,10 +128,13 @@ def main() -> None:
         print(f"{label:4s} ({trees[label]}): overhead beyond the classifier's timing_ms.total, "
               f"median of the run medians {statistics.median(medians):.3f} ms (lowest "
               f"{min(medians):.3f}); lowest single request {min(r['min'] for r in runs):.3f} ms")
-    diffs = [new["median"] - base["median"] for base, new in zip(results["base"], results["new"])]
-    print("new - base per round (ms): " + " ".join(f"{d:+.3f}" for d in diffs)
-          + f"; median {statistics.median(diffs):+.3f}, {sum(d < 0 for d in diffs)} of "
-          f"{len(diffs)} rounds lower")
+    for key, what in (("median", "beyond timing_ms.total"),
+                      ("beyond_work", "beyond load + preprocess + inference"),
+                      ("cycle", "result to result beyond the work")):
+        diffs = [new[key] - base[key] for base, new in zip(results["base"], results["new"])]
+        print(f"new - base per round, {what} (ms): " + " ".join(f"{d:+.3f}" for d in diffs)
+              + f"; median {statistics.median(diffs):+.3f}, {sum(d < 0 for d in diffs)} of "
+              f"{len(diffs)} rounds lower")
 
 
 if __name__ == "__main__":
