@@ -32,7 +32,7 @@ def inference_waiting(queues: PipelineQueues) -> tuple[threading.Thread, list]:
                               daemon=True)
     thread.start()
     deadline = time.monotonic() + 5
-    while not queues._inference_idle:  # the thread is waiting
+    while not queues.inference_waiting:
         assert time.monotonic() < deadline, "the inference thread never waited"
         time.sleep(0.001)
     return thread, taken

@@ -476,6 +476,10 @@ def test_a_lone_request_is_prepared_on_the_inference_thread_and_busy_ones_by_the
     h.wait_results(1)
     assert h.pipeline.prepare_threads == ["ggic-inference"]
     gate.clear()
+    # the inference thread goes back to waiting just after it starts publishing the answer
+    deadline = time.monotonic() + 5
+    while not h.service._queues.inference_waiting and time.monotonic() < deadline:
+        time.sleep(0.001)
     for i in range(1, 4):
         h.send({"request_id": f"r{i}", "image_path": f"/img/{i}.jpg"})
     deadline = time.monotonic() + 5
@@ -484,5 +488,9 @@ def test_a_lone_request_is_prepared_on_the_inference_thread_and_busy_ones_by_the
     gate.set()
     results = h.wait_results(4)
     assert [m["request_id"] for _, m in results] == ["alone", "r1", "r2", "r3"]
-    assert h.pipeline.prepare_threads[1] == "ggic-inference"  # r1 found the pipeline idle
-    assert set(h.pipeline.prepare_threads[2:]) == {"ggic-preprocess-0"}
+    prepares = [e for e in h.pipeline.events if e.startswith("prepare ")]
+    prepared_on = dict(zip(prepares, h.pipeline.prepare_threads))  # appended together
+    assert prepared_on == {"prepare /img/0.jpg": "ggic-inference",
+                           "prepare /img/1.jpg": "ggic-inference",  # found the pipeline idle
+                           "prepare /img/2.jpg": "ggic-preprocess-0",
+                           "prepare /img/3.jpg": "ggic-preprocess-0"}

@@ -39,6 +39,13 @@ class PipelineQueues:
         self._preparing = 0
         self._inference_idle = False
 
+    @property
+    def inference_waiting(self) -> bool:
+        """The inference thread waits with nothing ready (the next job would take the
+        shortcut if nothing else is queued or being prepared)."""
+        with self._lock:
+            return self._inference_idle
+
     def qsize(self) -> int:
         """Jobs waiting for a worker (the metrics' queue depth)."""
         with self._lock:
