@@ -11,6 +11,7 @@ result.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -237,11 +238,12 @@ def component_client(server, monkeypatch):
 
 
 def test_each_next_request_is_published_on_the_thread_that_took_the_previous_result(
-        server, component_client, tmp_path):
+        server, component_client, tmp_path, caplog):
     """A real requester (StreamService on the real SDK client, results on its network thread)
     classifying a video frame by frame against a responder at the server that answers each
     request once the next frame is pending: every request after the first is published by the
-    thread that handled the previous request's result, not handed to another thread."""
+    thread that handled the previous request's result, not handed to another thread; the
+    results' log lines are written by another thread (after that callback has returned)."""
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
     for i in range(FRAMES):
@@ -303,6 +305,7 @@ def test_each_next_request_is_published_on_the_thread_that_took_the_previous_res
     responder.start()
     exit_code: list[int] = []
     loop = threading.Thread(target=lambda: exit_code.append(service.serve()))
+    caplog.set_level(logging.INFO, logger="ggic.requester.stream")
     loop.start()
     try:
         loop.join(60)
@@ -321,3 +324,6 @@ def test_each_next_request_is_published_on_the_thread_that_took_the_previous_res
     for seq in range(2, FRAMES + 1):
         assert published_by[seq] == result_taken_by[seq - 1], (seq, published_by,
                                                                 result_taken_by)
+    logged_by = {r.thread for r in caplog.records if r.getMessage().startswith("frame ")}
+    assert len([r for r in caplog.records if "capture->result" in r.getMessage()]) == FRAMES
+    assert logged_by and not logged_by & network_threads

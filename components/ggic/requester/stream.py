@@ -8,8 +8,9 @@ the superseded frame is dropped and counted, never queued. The pending frame is 
 fewer than ``MaxInFlight`` requests are outstanding, by whichever thread made that so, without
 a thread wake in between: the capture loop right after preparing it, or the result that frees
 room, on the connection's network thread, which starts the next request's publish
-(asynchronously: a blocking IPC call there would deadlock) before it logs the result, so the
-request is written as soon as that callback returns. A third thread only expires requests left
+(asynchronously: a blocking IPC call there would deadlock) and hands the rest (metrics, the
+result's log line, change detection) to a thread of its own (:mod:`.off_thread`), so the
+request is written as soon as that callback returns. Another thread only expires requests left
 unanswered past ``ResultTimeout`` (and sends the pending frame into the room that frees). So
 every result describes a recent frame and the classifier does not wait for a capture. Each
 request's id
@@ -47,6 +48,7 @@ from ..rate_limited_log import RateLimitedCounter
 from .frames import FrameFormat, FrameRing, FrameSender, FrameTransport
 from .handoff import Frame, InFlight, ReadTiming, ReadyFrame, ring_slots
 from .metrics import StreamMetrics
+from .off_thread import OffThread
 from .sources import Backoff, FrameSource, SourceKind, parse_source
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,7 @@ class StreamService:
         self._wake_expiry = threading.Event()  # set: the expiry thread looks at once
         self._send_lock = threading.Lock()  # a claim and its publish's start: requests in order
         self._starting = _Starting()
+        self._results = OffThread(self._report_result, "ggic-result-report")
         # one line per ok result; errors and timeouts can come at the frame rate: rate-limited
         self._error_log = RateLimitedCounter("%d error result(s) in %.1f s; the latest: %s",
                                              logger=log)
@@ -158,6 +161,7 @@ class StreamService:
             self._subs.append(self.ipc.subscribe_configuration(
                 lambda _path: self._reconfigure.set()))
         self._publisher.start()
+        self._results.start()
         changes = threading.Thread(target=self._publish_changes, name="ggic-changes",
                                    daemon=True)
         changes.start()
@@ -174,6 +178,7 @@ class StreamService:
 
     def close(self) -> None:
         self._stop_sending()
+        self._results.stop()
         for sub in self._subs:
             sub.close()
         self._subs.clear()
@@ -187,10 +192,10 @@ class StreamService:
     # --- results (the SDK's network thread: no blocking, no IPC calls) ------------------------
 
     def on_result(self, topic: str, payload: Any) -> None:
-        """On the connection's network thread (see :meth:`start`): it frees the request's room
-        and starts the pending frame's publish first (written once this callback returns);
-        then only short locks (nobody holds them across an IPC call), the result's log line and
-        a non-blocking hand-off of a change."""
+        """On the connection's network thread (see :meth:`start`): it frees the request's room,
+        starts the pending frame's publish (written once this callback returns) and hands the
+        rest to the result-report thread; only short locks (nobody holds them across an IPC
+        call)."""
         try:
             result = ClassificationResult.from_dict(decode_payload(payload))
         except Exception as exc:  # ValueError, KeyError, ClassificationError
@@ -203,6 +208,11 @@ class StreamService:
         now = time.monotonic()
         frame.release_slot()  # before the next frame is claimed: its slot is free again
         self._send_pending()
+        self._results.submit(frame, result, now, sent_mono)
+
+    def _report_result(self, frame: Frame, result: ClassificationResult, now: float,
+                       sent_mono: float) -> None:
+        """A result's metrics, log line and change (on the result-report thread, in order)."""
         self._read_timing.round_trip(now - sent_mono)
         latency_ms = (now - frame.captured_mono) * 1000.0
         self.metrics.result(result.ok, latency_ms)
@@ -338,6 +348,7 @@ class StreamService:
                     return code or 0
         finally:
             self._finish_in_flight()
+            self._results.stop()  # every result reported before the summary
             self._error_log.flush()
             self._timeout_log.flush()
             log.info("stream summary: %s", self.metrics.summary())
