@@ -134,6 +134,8 @@ class StreamService:
         # one line per ok result; errors and timeouts can come at the frame rate: rate-limited
         self._error_log = RateLimitedCounter("%d error result(s) in %.1f s; the latest: %s",
                                              logger=log)
+        self._not_sent_log = RateLimitedCounter("%d frame(s) not sent in %.1f s; the latest: %s",
+                                                logger=log)
         self._timeout_log = RateLimitedCounter(
             "%d request(s) got no result within ResultTimeout in %.1f s; the latest: %s",
             logger=log)
@@ -292,7 +294,7 @@ class StreamService:
         if self.in_flight.pop(ready.request_id) is not None:
             ready.frame.release_slot()
         self.metrics.count("send_failures")
-        log.error("frame %d not sent: %s", ready.frame.seq, error)
+        self._not_sent_log.note(f"frame {ready.frame.seq}: {escape(str(error), 300)}")
         if self._starting.active:  # called back inside _send_pending: its loop goes on
             self._starting.failed = True
         else:
@@ -350,6 +352,7 @@ class StreamService:
             self._finish_in_flight()
             self._results.stop()  # every result reported before the summary
             self._error_log.flush()
+            self._not_sent_log.flush()
             self._timeout_log.flush()
             log.info("stream summary: %s", self.metrics.summary())
             self.close()
@@ -502,7 +505,7 @@ class StreamService:
         except (OSError, ValueError) as exc:
             frame.release_slot()
             self.metrics.count("send_failures")
-            log.error("frame %d: %s", frame.seq, exc)
+            self._not_sent_log.note(f"frame {frame.seq}: {escape(str(exc), 300)}")
             return
         request_id = request_id_for(config.stream_name, frame.seq, frame.captured_at)
         superseded = self.in_flight.offer(ReadyFrame(request_id, frame, source))
