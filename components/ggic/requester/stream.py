@@ -13,8 +13,7 @@ result's log line, change detection) to a thread of its own (:mod:`.off_thread`)
 request is written as soon as that callback returns. Another thread only expires requests left
 unanswered past ``ResultTimeout`` (and sends the pending frame into the room that frees). So
 every result describes a recent frame and the classifier does not wait for a capture. Each
-request's id
-carries the frame's number among the frames captured and its capture time,
+request's id carries the frame's number among the frames captured and its capture time,
 ``<StreamName>-<seq>-<capture ms since the epoch>`` (the message contract is unchanged), and
 each result is logged with its capture -> result latency.
 
