@@ -90,8 +90,9 @@ time.sleep(NO_ANSWER_S)  # any late, duplicate answer arrives now
 with lock:
     summary = {"ids": ids, "answers": answers, "publishes": sent,
                "resent_unavailable": resent_unavailable, "resent_silent": resent_silent}
-with open(os.path.join(work, "summary.json"), "w") as out:
+with open(os.path.join(work, "summary.json.part"), "w") as out:
     json.dump(summary, out)
+os.replace(os.path.join(work, "summary.json.part"), os.path.join(work, "summary.json"))
 threading.Event().wait()
 '''
 

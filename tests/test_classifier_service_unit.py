@@ -462,3 +462,27 @@ def test_iot_core_publish_when_enabled(harness):
         time.sleep(0.01)
     topic, payload = h.ipc.publish_to_iot_core.call_args[0]
     assert topic == "ml/results" and payload["request_id"] == "a"
+
+
+def test_a_lone_request_is_prepared_on_the_inference_thread_and_busy_ones_by_the_workers(
+        harness):
+    """An idle pipeline takes a request with one thread hand-off (the inference thread prepares
+    it); while the model is busy, the workers prepare what comes next and answers keep the
+    order the requests came in."""
+    gate = threading.Event()
+    h = harness({"Workers": "1"}, pipeline=FakePipeline(infer_gate=gate))
+    gate.set()
+    h.send({"request_id": "alone", "image_path": "/img/0.jpg"})
+    h.wait_results(1)
+    assert h.pipeline.prepare_threads == ["ggic-inference"]
+    gate.clear()
+    for i in range(1, 4):
+        h.send({"request_id": f"r{i}", "image_path": f"/img/{i}.jpg"})
+    deadline = time.monotonic() + 5
+    while len(h.pipeline.prepare_threads) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.set()
+    results = h.wait_results(4)
+    assert [m["request_id"] for _, m in results] == ["alone", "r1", "r2", "r3"]
+    assert h.pipeline.prepare_threads[1] == "ggic-inference"  # r1 found the pipeline idle
+    assert set(h.pipeline.prepare_threads[2:]) == {"ggic-preprocess-0"}

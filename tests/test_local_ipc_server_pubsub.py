@@ -342,3 +342,17 @@ def test_topic_edge_cases_through_the_sdk(connect: Callable[..., Any]) -> None:
     assert middle.take() == ("a/x/c", {"n": 3})
     for inbox in (trailing, middle, slash):
         inbox.assert_empty()
+
+
+def test_components_get_a_message_before_server_side_subscribers() -> None:
+    """A server-side observer subscribed first (a test's, ggic local's own records) must not
+    sit on a component's delivery path: components' subscriptions are served first."""
+    from ggic.local.pubsub_broker import PubSubBroker, PubSubMessage, Subscription
+
+    broker = PubSubBroker()
+    order: list[str] = []
+    broker.add(Subscription("local/#", lambda _m: order.append("server")))
+    broker.add(Subscription("local/result", lambda _m: order.append("a"), owner="A"))
+    broker.add(Subscription("local/+", lambda _m: order.append("b"), owner="B"))
+    assert broker.publish(PubSubMessage("local/result", "C", json_value={"x": 1})) == 3
+    assert order == ["a", "b", "server"]

@@ -63,6 +63,7 @@ from ..messages import (
 from ..rate_limited_log import RateLimitedCounter
 from .control import Control, Reopening
 from .deployment_hooks import DeploymentHooks
+from .dispatch import PipelineQueues
 from .inference_threads import RUNTIME_DEFAULT
 from .inputs import InputLimits
 from .intake import OwedAnswers, RequestIntake
@@ -71,7 +72,7 @@ from .model import ModelLoadError
 from .model_loader import ModelLoader, default_model_loader
 from .pipeline import ClassificationPipeline, result_timing
 from .publisher import Outgoing, Publisher
-from .stages import STOP, Job, Prepared, ReadyItem, Stop, WarmUp, WorkItem
+from .stages import STOP, Job, Prepared, Stop, WarmUp
 from .topic_policy import publish_resources, topic_allowed
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,7 @@ class ClassifierService:
         self._publish_policy: tuple[str, ...] = ()
         self._inference_threads = RUNTIME_DEFAULT
         self._limits_cache = InputLimits()
-        self._work: queue.Queue[WorkItem] = queue.Queue()
-        self._ready: queue.Queue[ReadyItem] = queue.Queue()
+        self._queues = PipelineQueues()
         self._publisher = Publisher(ipc, self._answered)
         self._control: queue.Queue[Any] = queue.Queue()  # Control, deployment_hooks events
         self._stop = threading.Event()
@@ -140,7 +140,7 @@ class ClassifierService:
             "refused %d request(s) in %.1f s; the latest: %s", logger=log)
         self._failed_log = RateLimitedCounter(
             "%d request(s) failed in %.1f s; the latest: %s", logger=log)
-        self.metrics = ClassifierMetrics(self._work.qsize, ipc, lambda: self.config)
+        self.metrics = ClassifierMetrics(self._queues.qsize, ipc, lambda: self.config)
 
     @property
     def received(self) -> int:
@@ -193,7 +193,7 @@ class ClassifierService:
             return
         self.config = new
         self._limits_cache = self._limits(new)
-        self._work.maxsize = new.queue_size
+        self._queues.queue_size = new.queue_size
         log.info("configuration updated: %s", ", ".join(f"{k}" for k in changed))
         for key in restart_only_keys(ClassifierConfig):
             if key in changed:
@@ -240,7 +240,7 @@ class ClassifierService:
         """Warm the new model up on the inference thread (the one that will run it), between
         requests; the current model keeps serving until then. Raises ModelLoadError."""
         warm_up = WarmUp(pipeline, self._inference_threads)
-        self._ready.put(warm_up)
+        self._queues.put_for_inference(warm_up)
         warm_up.done.wait()
         if warm_up.error is not None:
             pipeline.close()
@@ -307,7 +307,7 @@ class ClassifierService:
             accepted_at=received,
         )
         try:
-            self._work.put_nowait(job)
+            self._queues.submit(job)
         except queue.Full:
             self._busy_log.note()
             self._send(reply_topic, ClassificationResult.failure(
@@ -329,34 +329,42 @@ class ClassifierService:
 
     def _worker(self) -> None:
         while True:
-            job = self._work.get()
+            job = self._queues.next_job()
             if isinstance(job, Stop):
                 return
-            if self._out_of_time(job):
-                continue
-            pipeline = self.pipeline
-            try:
-                if pipeline is None:
-                    raise ClassificationError(ErrorCode.MODEL_ERROR,
-                                              f"no model loaded: {self.model_error}")
-                prepared = pipeline.prepare(job.request.source, job.limits)
-            except ClassificationError as exc:
-                self._send_error(job, exc)
-                continue
-            except Exception as exc:  # a bug: answer, log, keep going
-                log.exception("preparing request %s failed", job.request.request_id)
-                self._send_error(job, ClassificationError(ErrorCode.INTERNAL_ERROR, str(exc)))
-                continue
-            self._ready.put(Prepared(job, pipeline, prepared))
+            self._queues.prepared(self._prepare(job))
+
+    def _prepare(self, job: Job) -> Prepared | None:
+        """Read, decode and preprocess ``job``'s input; None if it was answered instead (an
+        error, or a stop past its drain time)."""
+        if self._out_of_time(job):
+            return None
+        pipeline = self.pipeline
+        try:
+            if pipeline is None:
+                raise ClassificationError(ErrorCode.MODEL_ERROR,
+                                          f"no model loaded: {self.model_error}")
+            return Prepared(job, pipeline, pipeline.prepare(job.request.source, job.limits))
+        except ClassificationError as exc:
+            self._send_error(job, exc)
+        except Exception as exc:  # a bug: answer, log, keep going
+            log.exception("preparing request %s failed", job.request.request_id)
+            self._send_error(job, ClassificationError(ErrorCode.INTERNAL_ERROR, str(exc)))
+        return None
 
     def _inference(self) -> None:
         while True:
-            item = self._ready.get()
+            item = self._queues.next_for_inference()
             if isinstance(item, Stop):
                 return
             if isinstance(item, WarmUp):
                 item.run()
                 continue
+            if isinstance(item, Job):  # the pipeline was idle: prepared here, one hand-off less
+                prepared_item = self._prepare(item)
+                if prepared_item is None:
+                    continue
+                item = prepared_item
             job, pipeline, prepared = item.job, item.pipeline, item.prepared
             if self._out_of_time(job):
                 continue
@@ -429,8 +437,8 @@ class ClassifierService:
                 lambda _reason: self._control.put(Control.CONNECTION_LOST))
         self.config = self.read_config()
         self._limits_cache = self._limits(self.config)
-        self._work.maxsize = self.config.queue_size
-        self._ready.maxsize = self.config.workers + 1
+        self._queues.queue_size = self.config.queue_size
+        self._queues.ready_size = self.config.workers + 1
         self._subscribe_config()
         self._hooks.subscribe()  # deployment-time validation and update deferral
         self._inference_threads = self.config.inference_threads  # restart-only, like Workers
@@ -544,21 +552,13 @@ class ClassifierService:
 
     def _answer_queued_unavailable(self) -> None:
         """Past the drain time: what no worker has taken yet is answered UNAVAILABLE now."""
-        while True:
-            try:
-                job = self._work.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(job, Job):
-                self._out_of_time(job)
+        for job in self._queues.take_queued_jobs():
+            self._out_of_time(job)
 
     def _stop_threads(self, timeout: float) -> None:
-        for stage, count in ((self._work, self.config.workers), (self._ready, 1)):
-            for _ in range(count):
-                try:
-                    stage.put(STOP, timeout=timeout)
-                except queue.Full:  # a stage stuck (the connection is gone): it is a daemon
-                    break
+        self._queues.stop_workers(self.config.workers)
+        # a stage stuck (the connection is gone) is left: it is a daemon thread
+        self._queues.put_for_inference(STOP, timeout=timeout)
         self._publisher.stop(timeout)
         deadline = time.monotonic() + timeout
         for thread in self._threads:

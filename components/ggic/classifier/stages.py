@@ -1,7 +1,9 @@
-"""What flows between the classifier's pipeline threads: the typed items of its queues.
+"""What flows between the classifier's pipeline threads: the typed items of its queues
+(:mod:`.dispatch` holds the queues).
 
     work queue:  Job | Stop            (IPC callback -> preprocessing workers)
-    ready queue: Prepared | WarmUp | Stop   (workers, model loading -> the inference thread)
+    ready queue: Prepared | WarmUp | Stop   (workers, model loading -> the inference thread),
+                 or a Job when the pipeline is idle (the inference thread prepares it)
 """
 
 from __future__ import annotations
@@ -70,5 +72,7 @@ class Stop:
 
 
 STOP = Stop()
-ReadyItem = Union[Prepared, WarmUp, Stop]
+ReadyItem = Union[Prepared, WarmUp, Stop, Job]
+"""What the inference thread takes: a prepared input, a warm-up, a stop, or a job to prepare
+itself (the pipeline was idle)."""
 WorkItem = Union[Job, Stop]

@@ -99,6 +99,9 @@ class PubSubBroker:
                 if topic_matches(sub.topic_filter, message.topic)
                 and not (sub.receive_mode == RECEIVE_FROM_OTHERS and sub.owner == message.source)
             ]
+        # components' subscriptions first: a server-side observer (a test's, ggic local's own
+        # records) hands its copy to another thread, which must not delay a component's event
+        targets.sort(key=lambda sub: sub.owner is None)
         for subscription in targets:
             try:
                 subscription.deliver(message)
