@@ -104,6 +104,7 @@ def test_a_frame_is_sent_as_soon_as_it_is_prepared_when_there_is_room(tmp_path):
     assert ipc.seqs() == [1] and len(service.in_flight) == 1 and service.in_flight.pending is None
     capture(service, 2)  # no room: pending
     assert ipc.seqs() == [1] and service.in_flight.pending is not None
+    assert service.metrics.totals["sent"] == 0
     ipc.future(0).set_result(None)
     assert service.metrics.totals["sent"] == 1  # counted once the publish succeeded
 

@@ -391,7 +391,7 @@ class StreamService:
         return reopen
 
     def _run_source(self) -> int | None:
-        """Read and prepare frames for the sender until the source must be reopened (None),
+        """Read and prepare frames to be sent until the source must be reopened (None),
         the video ended (0), it can't be opened (1), or stop."""
         config = self.config
         source = FrameSource(self.spec, config.capture_width, config.capture_height)
