@@ -86,7 +86,7 @@ def test_a_failing_network_thread_callback_is_logged_and_its_stream_stays_open(c
 
 def test_the_stream_requester_takes_its_results_on_the_network_thread(clients, tmp_path):
     """The result that frees room reaches the in-flight table without a hand-off to the
-    callback thread (the sender thread is woken straight from the network thread)."""
+    callback thread (the next request is sent straight from the network thread)."""
     _component, publisher = clients
     config = config_from_mapping(RequesterConfig, {
         "Source": "rtsp://cam/stream", "FrameDirectory": str(tmp_path / "frames"),

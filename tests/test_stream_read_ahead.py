@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -41,34 +42,34 @@ def test_a_newer_frame_supersedes_the_pending_one():
 
 def test_the_pending_frame_is_claimed_only_when_there_is_room_and_moves_in_flight_at_once():
     table = InFlight(limit=1)
+    assert table.claim_now() is None  # nothing pending
     table.add("cam-1-0", ready(1).frame)
     table.offer(ready(2))
-    assert table.claim(never, timeout=0.05) is None  # full: it stays pending
+    assert table.claim_now() is None  # full: it stays pending
     assert table.pending is not None and len(table) == 1
     assert table.pop("cam-1-0") is not None
-    claimed = table.claim(never, timeout=0.05)
+    claimed = table.claim_now()
     assert claimed is not None and claimed.frame.seq == 2
     assert table.pending is None and len(table) == 1  # in flight, no longer pending
+    assert table.claim_now() is None  # claimed once
     assert table.pop("cam-2-0") == claimed.frame
     assert table.idle()
 
 
-def test_a_waiting_sender_is_woken_by_the_result_that_frees_room():
+def test_a_claim_wakes_whoever_waits_for_the_pending_frame_to_be_sent():
     table = InFlight(limit=1)
-    table.add("cam-1-0", ready(1).frame)
-    table.offer(ready(2))
-    got: list[ReadyFrame | None] = []
-    sender = threading.Thread(target=lambda: got.append(table.claim(never, timeout=30)))
-    sender.start()
-    table.pop("cam-1-0")
-    sender.join(30)
-    assert not sender.is_alive() and got[0] is not None and got[0].frame.seq == 2
+    table.offer(ready(1))
+    sent: list[bool] = []
+    waiter = threading.Thread(target=lambda: sent.append(table.wait_until_sent(never, 30)))
+    waiter.start()
+    assert table.claim_now() is not None
+    waiter.join(30)
+    assert not waiter.is_alive() and sent == [True]
 
 
 def test_giving_up_leaves_the_pending_frame_for_the_stop_to_drop():
     table = InFlight(limit=1)
     table.offer(ready(1))
-    assert table.claim(lambda: True, timeout=1) is None
     assert not table.wait_until_sent(lambda: True, timeout=1)
     dropped = table.take_pending()
     assert dropped is not None and dropped.frame.seq == 1 and table.idle()
@@ -77,10 +78,12 @@ def test_giving_up_leaves_the_pending_frame_for_the_stop_to_drop():
 def test_the_result_timeout_counts_from_sending_not_from_capture():
     table = InFlight(limit=1)
     table.offer(ready(1, captured_mono=time.monotonic() - 60))  # waited long as pending
-    claimed = table.claim(never, timeout=1)
+    claimed = table.claim_now()
     assert claimed is not None
     assert table.expired(30.0) == []  # just sent
+    assert table.oldest_sent() is not None and table.oldest_sent() > time.monotonic() - 30
     assert table.expired(-1.0) == [("cam-1-0", claimed.frame)]
+    assert table.oldest_sent() is None
 
 
 @pytest.mark.parametrize("max_in_flight", [1, 2, 4])
@@ -90,7 +93,7 @@ def test_the_ring_has_a_slot_for_each_request_the_pending_frame_and_the_next(tmp
     table = InFlight(limit=max_in_flight)
     for seq in range(1, max_in_flight + 1):  # the in-flight requests
         table.offer(ready(seq, ring.acquire(), ring))
-        assert table.claim(never, timeout=1) is not None
+        assert table.claim_now() is not None
     pending = ring.acquire()
     table.offer(ready(100, pending, ring))
     newest = ring.acquire()  # the frame being prepared meanwhile
@@ -136,7 +139,8 @@ class Subscription:
 
 
 class StandInIpc:
-    """Records the requests published; results are handed to the service by the test."""
+    """Records the requests published (each publish ends at once, successfully); results are
+    handed to the service by the test."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -147,6 +151,12 @@ class StandInIpc:
             if topic == "local/inference":
                 self.requests.append(message)
             self.published.notify_all()
+
+    def publish_async(self, topic: str, message: Any) -> Future:
+        self.publish(topic, message)
+        done: Future = Future()
+        done.set_result(None)
+        return done
 
     def subscribe(self, _topic: str, _callback: Any, **_options: Any) -> Subscription:
         return Subscription()

@@ -1,13 +1,16 @@
-"""Between the stream requester's capture loop and its sender: the frames in flight and the one
-frame ready to go.
+"""Between the stream requester's capture loop and its senders: the frames in flight and the
+one frame ready to go.
 
 The capture loop reads the source continuously and prepares every frame it takes (encoded once,
 written into its own ring slot or held as inline bytes) while earlier requests are in flight, so
 capture overlaps the classifier's round trip. It offers the prepared frame here as the *pending*
 frame; a newer one supersedes it (the older is dropped, its slot freed at once: it was never
-sent). The sender claims the pending frame the moment fewer than ``MaxInFlight`` requests are
-outstanding: it moves into the in-flight table in the same step, under one lock, so a frame is
-either pending or in flight, never both, never neither while it holds a slot.
+sent). Whoever makes room or a frame claims the pending frame without waiting
+(:meth:`InFlight.claim_now`): the capture loop right after its offer, the result that frees room
+(on the connection's network thread), the expiry of a request left unanswered. The claim moves
+the frame into the in-flight table in the same step, under one lock, so a frame is either
+pending or in flight, never both, never neither while it holds a slot; each claimer tries after
+its own change, so whichever claims last sees both the frame and the room.
 
 Slots: at most ``MaxInFlight`` in flight + 1 pending + 1 being prepared, so a ring of
 ``MaxInFlight + 2`` slots never runs out and no slot is reused before its result arrives or
@@ -59,8 +62,9 @@ class ReadyFrame:
 
 class InFlight:
     """Requests sent and not yet answered (at most ``limit``), and the pending frame; one
-    condition for both, thread-safe. A request's ResultTimeout counts from when it was sent
-    (a frame may have waited as the pending frame before)."""
+    condition for both (the capture loop's read-ahead and the finish wait on it), thread-safe.
+    A request's ResultTimeout counts from when it was sent (a frame may have waited as the
+    pending frame before)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -137,20 +141,22 @@ class InFlight:
             self._changed.notify_all()
             return pending
 
-    def claim(self, give_up: Callable[[], bool], timeout: float) -> ReadyFrame | None:
-        """Wait until a frame is pending and fewer than ``limit`` requests are in flight, then
-        move it into the in-flight table and return it; None after ``timeout`` or once
-        ``give_up()`` (checked on every wake-up) holds."""
+    def claim_now(self) -> ReadyFrame | None:
+        """If a frame is pending and fewer than ``limit`` requests are in flight, move it into
+        the in-flight table (sent now) and return it; else None. Never waits."""
         with self._changed:
-            self._changed.wait_for(lambda: give_up() or (
-                self._pending is not None and len(self._frames) < self.limit), timeout)
-            if self._pending is None or len(self._frames) >= self.limit or give_up():
+            if self._pending is None or len(self._frames) >= self.limit:
                 return None
             ready, self._pending = self._pending, None
             self._frames[ready.request_id] = ready.frame
             self._sent[ready.request_id] = time.monotonic()
             self._changed.notify_all()
             return ready
+
+    def oldest_sent(self) -> float | None:
+        """When the oldest request in flight was sent (None: none is)."""
+        with self._changed:
+            return min(self._sent.values()) if self._sent else None
 
     def wait_until_sent(self, give_up: Callable[[], bool], timeout: float) -> bool:
         """Wait until no frame is pending (it was claimed), or ``give_up()``; True if none

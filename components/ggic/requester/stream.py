@@ -1,13 +1,19 @@
 """The requester on a camera or stream: latest-frame semantics, not a queue.
 
-Two threads. The capture loop (the component's main thread) reads frames from the source as
-they come and prepares each frame it takes (encoded once, written into a ring slot or kept as
-inline bytes) while earlier requests are in flight, so capture overlaps the classifier's round
-trip. The prepared frame becomes the *pending* frame (:mod:`.handoff`); a newer one supersedes
-it, and the superseded frame is dropped and counted, never queued. The sender thread sends the
-pending frame the moment fewer than ``MaxInFlight`` requests are outstanding, so every result
-describes a recent frame and the classifier does not wait for a capture. Each request's id
-carries the frame's number among the frames captured and its capture time,
+The capture loop (the component's main thread) reads frames from the source as they come and
+prepares each frame it takes (encoded once, written into a ring slot or kept as inline bytes)
+while earlier requests are in flight, so capture overlaps the classifier's round trip. The
+prepared frame becomes the *pending* frame (:mod:`.handoff`); a newer one supersedes it, and
+the superseded frame is dropped and counted, never queued. The pending frame is sent the moment
+fewer than ``MaxInFlight`` requests are outstanding, by whichever thread made that so, without
+a thread wake in between: the capture loop right after preparing it, or the result that frees
+room, on the connection's network thread, which starts the next request's publish
+(asynchronously: a blocking IPC call there would deadlock) and hands the rest (metrics, the
+result's log line, change detection) to a thread of its own (:mod:`.off_thread`), so the
+request is written as soon as that callback returns. Another thread only expires requests left
+unanswered past ``ResultTimeout`` (and sends the pending frame into the room that frees). So
+every result describes a recent frame and the classifier does not wait for a capture. Each
+request's id carries the frame's number among the frames captured and its capture time,
 ``<StreamName>-<seq>-<capture ms since the epoch>`` (the message contract is unchanged), and
 each result is logged with its capture -> result latency.
 
@@ -28,6 +34,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +47,15 @@ from ..rate_limited_log import RateLimitedCounter
 from .frames import FrameFormat, FrameRing, FrameSender, FrameTransport
 from .handoff import Frame, InFlight, ReadTiming, ReadyFrame, ring_slots
 from .metrics import StreamMetrics
+from .off_thread import OffThread
 from .sources import Backoff, FrameSource, SourceKind, parse_source
 
 log = logging.getLogger(__name__)
 
 SUMMARY_INTERVAL_S = 60.0
+SEND_ATTEMPTS = 3
+"""Publishes one call of :meth:`StreamService._send_pending` starts at most: each that fails at
+once frees its room, and the pending frame (if any) gets it."""
 
 
 def request_id_for(stream: str, seq: int, captured_at: float) -> str:
@@ -112,12 +123,18 @@ class StreamService:
                                            lambda: MetricsSettings.of(self.config),
                                            name="stream-metrics")
         self._threads: list[threading.Thread] = []
-        self._sender_thread: threading.Thread | None = None
-        self._sending = threading.Event()  # cleared: the sender thread ends
+        self._expiry_thread: threading.Thread | None = None
+        self._sending = threading.Event()  # cleared: nothing more is sent
         self._sending.set()
+        self._wake_expiry = threading.Event()  # set: the expiry thread looks at once
+        self._send_lock = threading.Lock()  # a claim and its publish's start: requests in order
+        self._starting = _Starting()
+        self._results = OffThread(self._report_result, "ggic-result-report")
         # one line per ok result; errors and timeouts can come at the frame rate: rate-limited
         self._error_log = RateLimitedCounter("%d error result(s) in %.1f s; the latest: %s",
                                              logger=log)
+        self._not_sent_log = RateLimitedCounter("%d frame(s) not sent in %.1f s; the latest: %s",
+                                                logger=log)
         self._timeout_log = RateLimitedCounter(
             "%d request(s) got no result within ResultTimeout in %.1f s; the latest: %s",
             logger=log)
@@ -137,29 +154,32 @@ class StreamService:
         return FrameSender(transport, fmt, ring)
 
     def start(self) -> None:
-        # on the network thread: no hand-off to the callback thread between a result arriving
-        # and the sender learning there is room (on_result never blocks, makes no IPC call)
+        # on the network thread: no hand-off to another thread between a result arriving and
+        # the next request's publish starting (on_result never blocks, makes no sync IPC call)
         self._subs.append(self.ipc.subscribe(self.config.result_topic, self.on_result,
                                              on_network_thread=True))
         if self.use_ipc_config:
             self._subs.append(self.ipc.subscribe_configuration(
                 lambda _path: self._reconfigure.set()))
         self._publisher.start()
+        self._results.start()
         changes = threading.Thread(target=self._publish_changes, name="ggic-changes",
                                    daemon=True)
         changes.start()
         self._threads.append(changes)
-        self._sender_thread = threading.Thread(target=self._send_ready_frames,
-                                               name="ggic-frame-sender", daemon=True)
-        self._sender_thread.start()
+        self._expiry_thread = threading.Thread(target=self._expire_unanswered,
+                                               name="ggic-frame-expiry", daemon=True)
+        self._expiry_thread.start()
 
     def stop(self) -> None:
         """Safe from a signal handler: the loop ends after the frame being read."""
         self._stop.set()
         self.in_flight.wake()
+        self._wake_expiry.set()
 
     def close(self) -> None:
         self._stop_sending()
+        self._results.stop()
         for sub in self._subs:
             sub.close()
         self._subs.clear()
@@ -173,9 +193,10 @@ class StreamService:
     # --- results (the SDK's network thread: no blocking, no IPC calls) ------------------------
 
     def on_result(self, topic: str, payload: Any) -> None:
-        """On the connection's network thread (see :meth:`start`): it frees the request's room
-        first, so the sender can go on at once; then only short locks (nobody holds them across
-        an IPC call), the result's log line and a non-blocking hand-off of a change."""
+        """On the connection's network thread (see :meth:`start`): it frees the request's room,
+        starts the pending frame's publish (written once this callback returns) and hands the
+        rest to the result-report thread; only short locks (nobody holds them across an IPC
+        call)."""
         try:
             result = ClassificationResult.from_dict(decode_payload(payload))
         except Exception as exc:  # ValueError, KeyError, ClassificationError
@@ -186,9 +207,15 @@ class StreamService:
             return  # another requester's, or after its timeout
         frame, sent_mono = popped
         now = time.monotonic()
+        frame.release_slot()  # before the next frame is claimed: its slot is free again
+        self._send_pending()
+        self._results.submit(frame, result, now, sent_mono)
+
+    def _report_result(self, frame: Frame, result: ClassificationResult, now: float,
+                       sent_mono: float) -> None:
+        """A result's metrics, log line and change (on the result-report thread, in order)."""
         self._read_timing.round_trip(now - sent_mono)
         latency_ms = (now - frame.captured_mono) * 1000.0
-        frame.release_slot()
         self.metrics.result(result.ok, latency_ms)
         line = format_frame_result(frame, result, latency_ms, (now - sent_mono) * 1000.0)
         if result.ok:
@@ -215,50 +242,96 @@ class StreamService:
                 log.error("could not publish a change to %s: %s", self.config.changes_topic,
                           exc)
 
-    # --- the sender thread -------------------------------------------------------------------
+    # --- sending (from whichever thread made room or a frame; never waits) --------------------
 
-    def _send_ready_frames(self) -> None:
-        """Send the pending frame whenever there is room; expire requests left unanswered."""
-        def give_up() -> bool:
-            return self._stop.is_set() or not self._sending.is_set()
-
-        while not give_up():
-            ready = self.in_flight.claim(give_up, min(1.0, self.config.result_timeout))
+    def _send_pending(self) -> None:
+        """If a frame is pending and there is room, claim it and start its publish (without
+        waiting for it). Called by whoever made room or a frame: the capture loop after its
+        offer, the result that freed room (on the network thread), the expiry thread. Claim and
+        start happen under one lock, so requests go out in the order of their frames. A publish
+        that fails at once frees its room, and the pending frame gets it (at most
+        ``SEND_ATTEMPTS`` starts here; a failure reported later tries again from its callback).
+        Nothing is sent once stopping."""
+        for _ in range(SEND_ATTEMPTS):
+            with self._send_lock:
+                if self._stop.is_set() or not self._sending.is_set():
+                    return
+                ready = self.in_flight.claim_now()
+                if ready is None:
+                    return
+                future = self._start_publish(ready)
+            self._starting.active, self._starting.failed = True, False
             try:
-                if ready is not None:
-                    self._publish(ready)
-                self._expire(self.config)
-            except Exception:  # a bug must not silently end the sending: log it, go on
-                log.exception("the frame sender failed")
-                if ready is not None and self.in_flight.pop(ready.request_id) is not None:
-                    ready.frame.release_slot()
-                    self.metrics.count("send_failures")
+                future.add_done_callback(lambda done, ready=ready: self._publish_done(ready,
+                                                                                      done))
+            finally:
+                self._starting.active = False
+            if not self._starting.failed:
+                return
+
+    def _start_publish(self, ready: ReadyFrame) -> Future:
+        """Start publishing a claimed frame's request (already in the in-flight table)."""
+        config = self.config
+        try:
+            request = ClassificationRequest(ready.request_id, ready.source, config.top_k,
+                                            config.score_threshold)
+            return self.ipc.publish_async(config.request_topic, request.to_dict())
+        except Exception as exc:  # a bug: the frame is not sent, the stream goes on
+            log.exception("building frame %d's request failed", ready.frame.seq)
+            failed: Future = Future()
+            failed.set_exception(exc)
+            return failed
+
+    def _publish_done(self, ready: ReadyFrame, future: Future) -> None:
+        """A request's publish ended (on the network thread, or at once in
+        :meth:`_send_pending`): count it sent; or free its room and slot (once: whoever pops
+        it, this or its expiry), count the failure and give the room to the pending frame."""
+        error = future.exception()
+        if error is None:
+            self.metrics.count("sent")
+            return
+        if self.in_flight.pop(ready.request_id) is not None:
+            ready.frame.release_slot()
+        self.metrics.count("send_failures")
+        self._not_sent_log.note(f"frame {ready.frame.seq}: {escape(str(error), 300)}")
+        if self._starting.active:  # called back inside _send_pending: its loop goes on
+            self._starting.failed = True
+        else:
+            self._send_pending()
+
+    # --- the expiry thread -------------------------------------------------------------------
+
+    def _expire_unanswered(self) -> None:
+        """Expire requests left unanswered past ResultTimeout, each as soon as it is due; the
+        room an expiry frees goes to the pending frame."""
+        while not self._stop.is_set() and self._sending.is_set():
+            self._wake_expiry.wait(self._until_next_expiry())
+            try:
+                if self._expire(self.config):
+                    self._send_pending()
+            except Exception:  # a bug must not silently end the expiry: log it, go on
+                log.exception("expiring unanswered requests failed")
+
+    def _until_next_expiry(self) -> float:
+        timeout = self.config.result_timeout
+        oldest = self.in_flight.oldest_sent()
+        longest = min(1.0, timeout)
+        if oldest is None:
+            return longest
+        return min(longest, max(0.0, oldest + timeout - time.monotonic()) + 0.001)
 
     def _stop_sending(self) -> None:
         self._sending.clear()
+        self._wake_expiry.set()
         self.in_flight.wake()
-        if self._sender_thread is not None:
-            self._sender_thread.join(timeout=5)
-            self._sender_thread = None
-        dropped = self.in_flight.take_pending()  # a stop: never sent
+        if self._expiry_thread is not None:
+            self._expiry_thread.join(timeout=5)
+            self._expiry_thread = None
+        with self._send_lock:  # a start under way ends first
+            dropped = self.in_flight.take_pending()  # a stop: never sent
         if dropped is not None:
             dropped.frame.release_slot()
             self.metrics.count("dropped")
-
-    def _publish(self, ready: ReadyFrame) -> None:
-        """Send a claimed frame (already in the in-flight table)."""
-        config = self.config
-        request = ClassificationRequest(ready.request_id, ready.source, config.top_k,
-                                        config.score_threshold)
-        try:
-            self.ipc.publish(config.request_topic, request.to_dict())
-        except IpcError as exc:
-            if self.in_flight.pop(ready.request_id) is not None:
-                ready.frame.release_slot()
-            self.metrics.count("send_failures")
-            log.error("frame %d not sent: %s", ready.frame.seq, exc)
-            return
-        self.metrics.count("sent")
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -276,7 +349,9 @@ class StreamService:
                     return code or 0
         finally:
             self._finish_in_flight()
+            self._results.stop()  # every result reported before the summary
             self._error_log.flush()
+            self._not_sent_log.flush()
             self._timeout_log.flush()
             log.info("stream summary: %s", self.metrics.summary())
             self.close()
@@ -316,7 +391,7 @@ class StreamService:
         return reopen
 
     def _run_source(self) -> int | None:
-        """Read and prepare frames for the sender until the source must be reopened (None),
+        """Read and prepare frames to be sent until the source must be reopened (None),
         the video ended (0), it can't be opened (1), or stop."""
         config = self.config
         source = FrameSource(self.spec, config.capture_width, config.capture_height)
@@ -429,21 +504,25 @@ class StreamService:
         except (OSError, ValueError) as exc:
             frame.release_slot()
             self.metrics.count("send_failures")
-            log.error("frame %d: %s", frame.seq, exc)
+            self._not_sent_log.note(f"frame {frame.seq}: {escape(str(exc), 300)}")
             return
         request_id = request_id_for(config.stream_name, frame.seq, frame.captured_at)
         superseded = self.in_flight.offer(ReadyFrame(request_id, frame, source))
+        self._send_pending()  # if there is room now; else the result that frees it sends it
         if superseded is not None:  # never sent: its slot is free at once
             superseded.frame.release_slot()
             self.metrics.count("dropped")
 
-    def _expire(self, config: RequesterConfig) -> None:
-        for request_id, frame in self.in_flight.expired(config.result_timeout):
+    def _expire(self, config: RequesterConfig) -> bool:
+        """Expire the requests past ResultTimeout; True if any was (room was freed)."""
+        expired = self.in_flight.expired(config.result_timeout)
+        for request_id, frame in expired:
             frame.release_slot()
             self.metrics.count("timeouts")
             self._timeout_log.note(
                 f"frame {frame.seq} [{request_id}] after {config.result_timeout:g} s; is the "
                 f"classifier running and subscribed to {config.request_topic}?")
+        return bool(expired)
 
     def _finish_in_flight(self) -> None:
         """Send the pending frame and wait for the results of the requests sent (not after a
@@ -457,6 +536,15 @@ class StreamService:
             frame.release_slot()
             if not self._stop.is_set():
                 self.metrics.count("timeouts")
+
+
+class _Starting(threading.local):
+    """Per thread: whether :meth:`StreamService._send_pending` is adding a done callback (one
+    that runs then, the future having ended at once, leaves the retry to its loop), and whether
+    that callback found the publish failed."""
+
+    active = False
+    failed = False
 
 
 def format_frame_result(frame: Frame, result: ClassificationResult, latency_ms: float,
