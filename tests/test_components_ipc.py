@@ -53,7 +53,23 @@ def component_env(server: IpcServer, name: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(server.component_env(name))
     env["PYTHONPATH"] = str(REPO / "components")
+    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT dumps every thread's stack (see stop_within)
     return env
+
+
+def stop_within(process: subprocess.Popen, seconds: float, log_path: Path) -> int:
+    """SIGTERM ``process`` and return its exit code; if it has not exited within ``seconds``,
+    fail with its log, after SIGABRT made it write every thread's stack there."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        pytest.fail(f"no exit within {seconds} s of SIGTERM:\n{log_path.read_text()[-8000:]}")
 
 
 class Results:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import signal
 import socket
 import socketserver
 import subprocess
@@ -37,6 +36,7 @@ from test_components_ipc import (
     component_env,
     recipe_defaults,
     register_from_recipe,
+    stop_within,
 )
 
 SIZE = (640, 480)
@@ -347,8 +347,7 @@ def test_an_mjpeg_stream_is_classified_and_survives_going_away_and_coming_back(w
         stream.start()  # same port
         assert wait_for(lambda: "is back after" in log_path.read_text()), log_path.read_text()
         assert wait_for(lambda: results_ok() >= before + 3), log_path.read_text()
-        requester.send_signal(signal.SIGTERM)
-        assert requester.wait(10) == 0
+        assert stop_within(requester, 10, log_path) == 0
     finally:
         if requester.poll() is None:
             requester.kill()
@@ -418,8 +417,7 @@ def test_loop_video_starts_again_at_the_end_until_stopped(world, tmp_path):
                     break
                 time.sleep(0.1)
             assert requester.poll() is None, log_path.read_text()  # it did not finish
-            requester.send_signal(signal.SIGTERM)
-            assert requester.wait(10) == 0
+            assert stop_within(requester, 10, log_path) == 0
         finally:
             if requester.poll() is None:
                 requester.kill()
@@ -473,8 +471,7 @@ def test_a_new_source_in_a_configuration_update_is_opened_while_running(world, t
                 log_path.read_text()
             seen = log_path.read_text().count("capture->result")
             assert wait_for(lambda: log_path.read_text().count("capture->result") >= seen + 2)
-            requester.send_signal(signal.SIGTERM)
-            assert requester.wait(10) == 0
+            assert stop_within(requester, 10, log_path) == 0
         finally:
             if requester.poll() is None:
                 requester.kill()

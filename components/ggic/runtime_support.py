@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import threading
 from typing import Callable
 
 from .log_text import LOG_MESSAGE_LIMIT, escape, escape_lines
@@ -55,12 +57,48 @@ def configure_logging(level: str = "INFO", *, to_stdout: bool = False) -> None:
     root.setLevel(level.upper())
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def install_stop_signals(stop: Callable[[], None]) -> None:
-    """SIGTERM (how Greengrass stops a component) and SIGINT call ``stop``."""
+    """SIGTERM (how Greengrass stops a component) and SIGINT call ``stop``, on a thread of
+    their own (call this from the main thread).
 
-    def handler(signum: int, _frame: object) -> None:
-        logging.getLogger("ggic").info("received %s", signal.Signals(signum).name)
-        stop()
+    Not from a Python signal handler: that runs on the main thread between two bytecodes,
+    maybe while the main thread holds a lock that ``stop`` takes too - an Event's or a Queue's,
+    which are not re-entrant - and then the process deadlocks and never stops (seen: the stream
+    requester's pacing waits on the Event ``stop`` sets). Instead the C-level handler writes the
+    signal's number into a pipe (``signal.set_wakeup_fd``; the Python-level handler does
+    nothing), and a watcher thread reading the pipe calls ``stop``."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _wake_only)
+    watcher = threading.Thread(target=_watch_signals, args=(read_fd, stop),
+                               name="ggic-signals", daemon=True)
+    watcher.start()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+
+def _wake_only(_signum: int, _frame: object) -> None:
+    """The Python-level handler: nothing (the wakeup fd already woke the watcher)."""
+
+
+def _watch_signals(read_fd: int, stop: Callable[[], None]) -> None:
+    log = logging.getLogger("ggic")
+    while True:
+        try:
+            received = os.read(read_fd, 64)
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+        if not received:
+            return
+        for signum in received:
+            if signum in STOP_SIGNALS:
+                log.info("received %s", signal.Signals(signum).name)
+                try:
+                    stop()
+                except Exception:  # a bug in stop must not end the watching
+                    log.exception("stopping failed")
