@@ -22,7 +22,6 @@ most rounds.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import re
@@ -34,15 +33,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ab_trees import add_tree_arguments, alternating, load_from_tree, print_differences, trees_of
+
 WORK_STEPS = ("load", "preprocess", "inference")  # the classifier's timing_ms: its work
-
-
-def load_bench(tree: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, tree / "benchmarks" / "bench_stream.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(bench: ModuleType, stream: Any, video: Path) -> dict[str, float]:
@@ -81,14 +74,14 @@ def run(bench: ModuleType, stream: Any, video: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", type=Path, required=True)
-    parser.add_argument("--new", type=Path, required=True)
+    add_tree_arguments(parser)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--model-dir", type=Path, default=None)
     args = parser.parse_args()
-    trees = {"base": args.base.resolve(), "new": args.new.resolve()}
-    benches = {label: load_bench(tree, f"bench_stream_{label}") for label, tree in trees.items()}
+    trees = trees_of(args)
+    benches = {label: load_from_tree(tree, "bench_stream", label)
+               for label, tree in trees.items()}
     load_at_start = os.getloadavg()[0]
     results: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
     with tempfile.TemporaryDirectory(prefix="ggic-bench-ab-") as tmp:
@@ -106,17 +99,15 @@ def main() -> None:
                 (work / label).mkdir()
                 os.environ["PYTHONPATH"] = str(trees[label] / "components")  # its processes
                 streams[label] = bench.Stream(work / label, model_dir, 1)
-            for round_ in range(args.rounds):
-                order = list(trees) if round_ % 2 == 0 else list(reversed(list(trees)))
-                for label in order:
-                    os.environ["PYTHONPATH"] = str(trees[label] / "components")
-                    result = run(benches[label], streams[label], video)
-                    results[label].append(result)
-                    print(f"round {round_} {label:4s}: overhead median {result['median']:.3f} "
-                          f"ms, min {result['min']:.3f} ms; beyond the work "
-                          f"{result['beyond_work']:.3f} ms; cycle beyond the work "
-                          f"{result['cycle']:.3f} ms; classifier {result['classifier']:.2f} ms; "
-                          f"{result['n']:.0f} results", flush=True)
+            for round_, label in alternating(args.rounds):
+                os.environ["PYTHONPATH"] = str(trees[label] / "components")
+                result = run(benches[label], streams[label], video)
+                results[label].append(result)
+                print(f"round {round_} {label:4s}: overhead median {result['median']:.3f} "
+                      f"ms, min {result['min']:.3f} ms; beyond the work "
+                      f"{result['beyond_work']:.3f} ms; cycle beyond the work "
+                      f"{result['cycle']:.3f} ms; classifier {result['classifier']:.2f} ms; "
+                      f"{result['n']:.0f} results", flush=True)
         finally:
             for stream in streams.values():
                 stream.close()
@@ -128,13 +119,9 @@ def main() -> None:
         print(f"{label:4s} ({trees[label]}): overhead beyond the classifier's timing_ms.total, "
               f"median of the run medians {statistics.median(medians):.3f} ms (lowest "
               f"{min(medians):.3f}); lowest single request {min(r['min'] for r in runs):.3f} ms")
-    for key, what in (("median", "beyond timing_ms.total"),
-                      ("beyond_work", "beyond load + preprocess + inference"),
-                      ("cycle", "result to result beyond the work")):
-        diffs = [new[key] - base[key] for base, new in zip(results["base"], results["new"])]
-        print(f"new - base per round, {what} (ms): " + " ".join(f"{d:+.3f}" for d in diffs)
-              + f"; median {statistics.median(diffs):+.3f}, {sum(d < 0 for d in diffs)} of "
-              f"{len(diffs)} rounds lower")
+    print_differences(results, [("median", "beyond timing_ms.total"),
+                                ("beyond_work", "beyond load + preprocess + inference"),
+                                ("cycle", "result to result beyond the work")])
 
 
 if __name__ == "__main__":
