@@ -45,6 +45,16 @@ def load_from_tree(tree: Path, module: str, label: str) -> ModuleType:
     return loaded
 
 
+def demo_model(model_dir: Path | None, work: Path) -> Path:
+    """``model_dir`` if given, else the EfficientNet-Lite0 demo model built into ``work``."""
+    if model_dir is not None:
+        return model_dir
+    from ggic.modelgen.efficientnet_lite import build_demo_model
+
+    build_demo_model(work / "model")
+    return work / "model"
+
+
 def alternating(rounds: int) -> Iterator[tuple[int, str]]:
     """(round, label) pairs: base first in even rounds, new first in odd ones."""
     for round_ in range(rounds):

@@ -22,7 +22,14 @@ import tempfile
 from pathlib import Path
 
 import cv2
-from ab_trees import add_tree_arguments, alternating, load_from_tree, print_differences, trees_of
+from ab_trees import (
+    add_tree_arguments,
+    alternating,
+    demo_model,
+    load_from_tree,
+    print_differences,
+    trees_of,
+)
 
 SIZE = (640, 480)
 
@@ -52,12 +59,7 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
     with tempfile.TemporaryDirectory(prefix="ggic-bench-overhead-ab-") as tmp:
         work = Path(tmp)
-        model_dir = args.model_dir
-        if model_dir is None:
-            from ggic.modelgen.efficientnet_lite import build_demo_model
-
-            model_dir = work / "model"
-            build_demo_model(model_dir)
+        model_dir = demo_model(args.model_dir, work)
         images = write_images(work)
         services = {}
         try:

@@ -33,7 +33,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ab_trees import add_tree_arguments, alternating, load_from_tree, print_differences, trees_of
+from ab_trees import (
+    add_tree_arguments,
+    alternating,
+    demo_model,
+    load_from_tree,
+    print_differences,
+    trees_of,
+)
 
 WORK_STEPS = ("load", "preprocess", "inference")  # the classifier's timing_ms: its work
 
@@ -86,12 +93,7 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
     with tempfile.TemporaryDirectory(prefix="ggic-bench-ab-") as tmp:
         work = Path(tmp)
-        model_dir = args.model_dir
-        if model_dir is None:
-            from ggic.modelgen.efficientnet_lite import build_demo_model
-
-            model_dir = work / "model"
-            build_demo_model(model_dir)
+        model_dir = demo_model(args.model_dir, work)
         video = benches["base"].write_video(work / "video.avi", args.frames)
         streams = {}
         try:

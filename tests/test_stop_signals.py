@@ -19,6 +19,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,33 +47,42 @@ print("alive after", len(calls), "stops", flush=True)
 """
 
 
-def test_a_flood_of_sigterms_never_deadlocks_the_main_thread(tmp_path):
+@contextmanager
+def running_child(tmp_path: Path, source: str, *args: str,
+                  stderr: int = subprocess.PIPE) -> Iterator[subprocess.Popen]:
+    """``source`` running in a child process (ggic importable) that has printed "ready";
+    killed on the way out if it is still running."""
     script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    done = tmp_path / "done"
+    script.write_text(source)
     env = {**os.environ, "PYTHONPATH": str(REPO / "components")}
-    child = subprocess.Popen([sys.executable, str(script), str(done)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    child = subprocess.Popen([sys.executable, str(script), *args], env=env,
+                             stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+
+
+def test_a_flood_of_sigterms_never_deadlocks_the_main_thread(tmp_path):
+    done = tmp_path / "done"
+    # stderr unread while thousands of signals arrive: not a pipe that could fill up
+    with running_child(tmp_path, CHILD, str(done), stderr=subprocess.DEVNULL) as child:
         for _ in range(6000):
             os.kill(child.pid, signal.SIGTERM)
             time.sleep(0.0001)
         done.write_text("")
         out, _ = child.communicate(timeout=20)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(10)
     assert child.returncode == 0
     stops = int(out.split()[2])
     assert stops >= 1, out  # signals may coalesce; each one handled called stop
 
 
 def test_sigterm_and_sigint_call_stop_once_each_and_other_signals_do_not(tmp_path):
-    script = tmp_path / "child.py"
-    script.write_text("""
+    source = """
 import logging, signal, sys, threading
 from ggic.runtime_support import install_stop_signals
 logging.basicConfig(level=logging.INFO)
@@ -84,23 +95,15 @@ for _ in range(2):
     assert event.wait(10)
     event.clear()
     print("stop", len(got), flush=True)
-""")
-    env = {**os.environ, "PYTHONPATH": str(REPO / "components")}
-    child = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    try:
+"""
+    with running_child(tmp_path, source) as child:
         assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
         os.kill(child.pid, signal.SIGUSR1)
         os.kill(child.pid, signal.SIGTERM)
         assert child.stdout.readline().strip() == "stop 1"
         os.kill(child.pid, signal.SIGINT)
         assert child.stdout.readline().strip() == "stop 2"
         _, err = child.communicate(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(10)
     assert child.returncode == 0
     assert "received SIGTERM" in err and "received SIGINT" in err
     assert "SIGUSR1" not in err
