@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import platform
 import statistics
 import sys
 from collections.abc import Callable, Iterator
@@ -21,9 +23,15 @@ from types import ModuleType
 LABELS = ("base", "new")
 
 
-def add_tree_arguments(parser: argparse.ArgumentParser) -> None:
+def ab_parser(doc: str, rounds: int) -> argparse.ArgumentParser:
+    """An A/B benchmark's parser: --base, --new, --rounds (default ``rounds``) and --model-dir
+    (the demo model is built when not given); the script adds its own."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--base", type=Path, required=True, help="the tree before")
     parser.add_argument("--new", type=Path, required=True, help="the tree after")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--model-dir", type=Path, default=None)
+    return parser
 
 
 def trees_of(args: argparse.Namespace) -> dict[str, Path]:
@@ -53,6 +61,13 @@ def demo_model(model_dir: Path | None, work: Path) -> Path:
 
     build_demo_model(work / "model")
     return work / "model"
+
+
+def machine_line(load_at_start: float, what: str) -> str:
+    """The machine, its load average now and at the start, and what was measured."""
+    return (f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f} (at the start "
+            f"{load_at_start:.2f}); {what}")
 
 
 def alternating(rounds: int) -> Iterator[tuple[int, str]]:

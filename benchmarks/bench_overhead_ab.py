@@ -14,19 +14,18 @@ which the machine's load moves most, drops out of the figure.
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import statistics
 import tempfile
 from pathlib import Path
 
 import cv2
 from ab_trees import (
-    add_tree_arguments,
+    ab_parser,
     alternating,
     demo_model,
     load_from_tree,
+    machine_line,
     print_differences,
     trees_of,
 )
@@ -47,11 +46,8 @@ def write_images(folder: Path) -> list[Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_tree_arguments(parser)
-    parser.add_argument("--rounds", type=int, default=8)
+    parser = ab_parser(__doc__, rounds=8)
     parser.add_argument("--requests", type=int, default=60)
-    parser.add_argument("--model-dir", type=Path, default=None)
     args = parser.parse_args()
     trees = trees_of(args)
     perf = {label: load_from_tree(tree, "perf_service", label) for label, tree in trees.items()}
@@ -76,9 +72,7 @@ def main() -> None:
         finally:
             for service in services.values():
                 service.close()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f} (at the start "
-          f"{load_at_start:.2f}); {args.requests} requests per run, {args.rounds} rounds")
+    print(machine_line(load_at_start, f"{args.requests} requests per run, {args.rounds} rounds"))
     for label, runs in results.items():
         print(f"{label:4s} ({trees[label]}): overhead, median of the run medians "
               f"{statistics.median(r['overhead'] for r in runs):.3f} ms")

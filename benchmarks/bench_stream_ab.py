@@ -21,9 +21,7 @@ most rounds.
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -34,10 +32,11 @@ from types import ModuleType
 from typing import Any
 
 from ab_trees import (
-    add_tree_arguments,
+    ab_parser,
     alternating,
     demo_model,
     load_from_tree,
+    machine_line,
     print_differences,
     trees_of,
 )
@@ -80,11 +79,8 @@ def run(bench: ModuleType, stream: Any, video: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_tree_arguments(parser)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser = ab_parser(__doc__, rounds=10)
     parser.add_argument("--frames", type=int, default=200)
-    parser.add_argument("--model-dir", type=Path, default=None)
     args = parser.parse_args()
     trees = trees_of(args)
     benches = {label: load_from_tree(tree, "bench_stream", label)
@@ -113,9 +109,7 @@ def main() -> None:
         finally:
             for stream in streams.values():
                 stream.close()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f} (at the start "
-          f"{load_at_start:.2f}); {args.frames} frames of 640x480, {args.rounds} rounds")
+    print(machine_line(load_at_start, f"{args.frames} frames of 640x480, {args.rounds} rounds"))
     for label, runs in results.items():
         medians = [r["median"] for r in runs]
         print(f"{label:4s} ({trees[label]}): overhead beyond the classifier's timing_ms.total, "
