@@ -22,7 +22,7 @@ import awsiot.greengrasscoreipc
 import yaml
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
-from perf_cpu import process_cpu_s, thread_cpu_s, threads_started_by
+from perf_cpu import process_cpu_s, threads_and_rest_cpu_s, threads_started_by
 
 from ggic.local.ipc_server import IpcServer
 
@@ -119,10 +119,8 @@ class ClassifierUnderTest:
     def cpu_s(self) -> dict[str, float | None]:
         """CPU seconds so far of the classifier process, of the IPC server's thread and of
         the rest of this process (the SDK clients; also whatever else this process runs)."""
-        server = [thread_cpu_s(thread) for thread in self.server_threads]
-        server_s = None if None in server else sum(s for s in server if s is not None)
-        total = process_cpu_s(os.getpid())
-        clients = None if total is None or server_s is None else total - server_s
+        server_s, rest_s = threads_and_rest_cpu_s(self.server_threads)
+        clients = None if server_s is None else rest_s
         return {"classifier": process_cpu_s(self.process.pid), "ipc_server": server_s,
                 "clients": clients}
 

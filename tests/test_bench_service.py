@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from perf_cpu import thread_cpu_s, threads_started_by  # noqa: E402
+from perf_cpu import thread_cpu_s, threads_and_rest_cpu_s, threads_started_by  # noqa: E402
 from perf_service import (  # noqa: E402
     ClassifierUnderTest,
     cpu_ms_per_image,
@@ -68,6 +69,35 @@ def test_a_thread_cpu_is_its_own_and_threads_started_are_found() -> None:
     finally:
         stop.set()
         started[0].join()
+
+
+def test_the_rest_of_this_process_never_goes_backwards_while_a_thread_runs() -> None:
+    # /proc scales a thread's and the process's figures apart: their difference stepped back
+    # by a whole tick (10 ms) dozens of times a second, and CI once saw negative client CPU
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(2000))
+            stop.wait(0.0005)
+
+    thread = threading.Thread(target=spin, name="bench-spin")
+    thread.start()
+    try:
+        rests = []
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            sum(range(500))
+            threads_s, rest_s = threads_and_rest_cpu_s([thread])
+            assert threads_s is not None
+            rests.append(rest_s)
+        steps = [later - earlier for earlier, later in zip(rests, rests[1:])]
+        # reading two clocks one after the other leaves microseconds of slack, not ticks
+        assert len(steps) > 1000 and min(steps) > -0.001
+    finally:
+        stop.set()
+        thread.join()
+    assert threads_and_rest_cpu_s([thread])[0] is None  # ended: cannot be read
 
 
 def test_cpu_per_image_leaves_out_what_proc_could_not_tell() -> None:
